@@ -1,0 +1,134 @@
+"""Checkpoints written per training iteration, atomically, with a fallback when one is corrupt.
+
+Lightning's ``ModelCheckpoint(every_n_train_steps=...)`` counts ``global_step``, which advances
+twice per adversarial batch; :class:`IterationCheckpoint` counts the module's own iterations.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+PREVIOUS = "last-previous.ckpt"
+BEST = "best.ckpt"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint could be found or loaded."""
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory.rstrip('/')}/{name}"
+
+
+class IterationCheckpoint(Callback):
+    """Save ``last.ckpt`` every ``every_n_iterations`` iterations, at the end, and on errors.
+
+    Each save goes to a temporary name and is then renamed over ``last.ckpt``; the previous
+    ``last.ckpt`` is kept as ``last-previous.ckpt``, so a crash while writing never leaves the run
+    without a loadable checkpoint. On an exception raised in the middle of a training step (weights
+    possibly half-updated) nothing is saved: the last periodic checkpoint stays the resume point.
+
+    Args:
+        dirpath: local directory or fsspec URL (``s3://...``) for the checkpoints.
+        every_n_iterations: interval in training iterations (batches).
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_iterations: int) -> None:
+        self.dirpath = str(dirpath)
+        self.every_n_iterations = every_n_iterations
+        self.last_saved_iteration: int | None = None
+
+    @property
+    def last_path(self) -> str:
+        """Where ``last.ckpt`` lives."""
+        return _join(self.dirpath, LAST)
+
+    def _save(self, trainer: Trainer, module: LightningModule) -> None:
+        iteration = int(getattr(module, "iteration", trainer.global_step))
+        if iteration == self.last_saved_iteration:
+            return
+        fs, root = fsspec.core.url_to_fs(self.dirpath)
+        fs.makedirs(root, exist_ok=True)
+        tmp = _join(self.dirpath, f".last-{iteration}.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            last, previous = _join(root, LAST), _join(root, PREVIOUS)
+            if fs.exists(last):
+                fs.mv(last, previous)
+            fs.mv(fsspec.core.url_to_fs(tmp)[1], last)
+        self.last_saved_iteration = iteration
+        log.info("checkpoint at iteration %d: %s", iteration, self.last_path)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if int(getattr(pl_module, "iteration", 0)) % self.every_n_iterations == 0:
+            self._save(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if getattr(pl_module, "in_step", False):
+            log.warning(
+                "error inside a training step; keeping %s as the resume point", self.last_path
+            )
+            return
+        self._save(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dirpath": self.dirpath, "last_saved_iteration": self.last_saved_iteration}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_saved_iteration = state_dict.get("last_saved_iteration")
+
+
+def load_checkpoint(uri: str | Path) -> dict[str, Any]:
+    """Load a checkpoint weights-only (no pickled code runs) from a path or fsspec URL.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, or not a checkpoint.
+    """
+    try:
+        with fsspec.open(str(uri), "rb") as f:
+            checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {uri} does not exist") from None
+    except Exception as err:  # torch raises several types for damaged archives
+        raise CheckpointError(f"checkpoint {uri} is damaged or not a checkpoint: {err}") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{uri} is not an s2-srgan/Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def find_resume_checkpoint(dirpath: str | Path) -> str | None:
+    """Newest loadable checkpoint of a run: ``last.ckpt``, else ``last-previous.ckpt``.
+
+    A damaged ``last.ckpt`` (e.g. truncated by a killed process) is skipped with a warning.
+    Returns None when the run has no checkpoint yet.
+    """
+    fs, root = fsspec.core.url_to_fs(str(dirpath))
+    for name in (LAST, PREVIOUS):
+        uri = _join(str(dirpath), name)
+        if not fs.exists(_join(root, name)):
+            continue
+        try:
+            load_checkpoint(uri)
+        except CheckpointError as err:
+            warnings.warn(f"skipping unusable checkpoint: {err}", stacklevel=2)
+            log.warning("skipping unusable checkpoint: %s", err)
+            continue
+        return uri
+    return None

@@ -1,0 +1,308 @@
+"""The training configuration: one pydantic schema, defaults in exactly one place.
+
+Presets ship as YAML files in ``srgan/presets/``; :func:`load_config` reads a preset name or a YAML
+path, applies nested overrides and validates the result. Unknown keys and bad values are refused
+with a :class:`ConfigError` that names the key and the valid choices.
+
+Example::
+
+    cfg = load_config("cpu-tiny", overrides={"schedule": {"max_iterations": 50}})
+    cfg.generator.channels
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Normalisation = Literal["normalise_10k", "normalise_10k_signed", "zero_one", "identity"]
+ValMetric = Literal["l1", "psnr", "ssim", "sam", "ergas"]
+
+#: Whether a larger value of a validation metric is better.
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
+    "l1": False,
+    "psnr": True,
+    "ssim": True,
+    "sam": False,
+    "ergas": False,
+}
+
+
+class ConfigError(ValueError):
+    """A training configuration is invalid; the message names the key and the valid values."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the patches come from and how they are batched."""
+
+    store: str | None = None
+    version: str | None = None
+    bands: list[str] = Field(default_factory=lambda: ["B02", "B03", "B04", "B08"], min_length=1)
+    scale: Literal[2, 4, 8] = 4
+    normalisation: Normalisation = "normalise_10k"
+    batch_size: int = Field(16, ge=1)
+    val_batch_size: int | None = Field(None, ge=1)
+    num_workers: int = Field(2, ge=0)
+    augment: bool = True
+    seed: int = 0
+
+
+class GeneratorConfig(_Strict):
+    """Generator family and size (see ``srgan.models``)."""
+
+    name: Literal["srresnet", "rrdbnet", "stochastic"] = "srresnet"
+    block: Literal["standard", "res", "rcab", "rrdb", "lka"] = "standard"
+    channels: int = Field(64, ge=1)
+    n_blocks: int = Field(16, ge=1)
+    large_kernel: int = Field(9, ge=1)
+    small_kernel: int = Field(3, ge=1)
+    res_scale: float = Field(0.2, gt=0)
+    growth: int = Field(32, ge=1)
+    noise_dim: int = Field(32, ge=1)
+    bicubic_skip: bool = True
+
+
+class DiscriminatorConfig(_Strict):
+    """Discriminator family and size."""
+
+    name: Literal["srgan", "patchgan", "esrgan"] = "srgan"
+    base_channels: int = Field(64, ge=1)
+    n_blocks: int = Field(8, ge=2)
+    n_layers: int = Field(3, ge=1)
+    pool_size: int = Field(6, ge=1)
+    fc_features: int = Field(1024, ge=1)
+    spectral_norm: bool = False
+
+
+class LossConfig(_Strict):
+    """Content terms, adversarial objective and the adversarial weight ``beta``."""
+
+    l1_weight: float = Field(1.0, ge=0)
+    sam_weight: float = Field(0.0, ge=0)
+    tv_weight: float = Field(0.0, ge=0)
+    perceptual_weight: float = Field(0.0, ge=0)
+    perceptual_weights_path: str | None = None
+    perceptual_layer: Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4"] = "relu5_4"
+    perceptual_bands: list[int] | None = None
+    adversarial: Literal["bce", "ragan", "hinge", "wasserstein"] = "bce"
+    real_label: float = Field(1.0, gt=0, le=1)
+    r1_gamma: float = Field(0.0, ge=0)
+    adv_weight: float = Field(1e-3, ge=0)
+
+    @model_validator(mode="after")
+    def _check_objective(self) -> LossConfig:
+        if self.adversarial == "wasserstein" and self.r1_gamma == 0:
+            raise ValueError(
+                "losses.adversarial='wasserstein' needs a gradient penalty: set losses.r1_gamma > 0"
+            )
+        if self.perceptual_weight > 0 and not self.perceptual_weights_path:
+            raise ValueError(
+                "losses.perceptual_weight > 0 needs local VGG19 weights: set "
+                "losses.perceptual_weights_path (nothing is downloaded) or set the weight to 0"
+            )
+        if self.l1_weight + self.sam_weight + self.tv_weight + self.perceptual_weight == 0:
+            raise ValueError("all content loss weights are 0: set at least losses.l1_weight > 0")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """Step schedules, all counted in training iterations (batches), never optimizer steps."""
+
+    pretrain_iterations: int = Field(0, ge=0)
+    ramp_iterations: int = Field(0, ge=0)
+    ramp: Literal["linear", "cosine"] = "linear"
+    max_iterations: int | None = Field(None, ge=1)
+
+
+class OptimizerConfig(_Strict):
+    """One optimizer with its LR warm-up, plateau reduction and gradient clipping."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_iterations: int = Field(0, ge=0)
+    warmup: Literal["linear", "cosine"] = "linear"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(10, ge=0)
+    min_lr: float = Field(1e-7, ge=0)
+    grad_clip_norm: float | None = Field(None, gt=0)
+
+
+class OptimConfig(_Strict):
+    """Both optimizers and the validation metric the plateau schedulers watch."""
+
+    generator: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    discriminator: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    plateau_metric: ValMetric = "l1"
+
+
+class EMAConfig(_Strict):
+    """Exponential moving average of the generator weights."""
+
+    enabled: bool = True
+    decay: float = Field(0.999, gt=0, lt=1)
+    start_iteration: int = Field(0, ge=0)
+    warmup: bool = False
+
+
+class ValidationConfig(_Strict):
+    """How often to validate, what to preview, and the train-batch metric interval."""
+
+    every_n_iterations: int = Field(500, ge=1)
+    limit_batches: int | float = 1.0
+    preview_bands: list[int] = Field(default_factory=lambda: [2, 1, 0])
+    preview_samples: int = Field(4, ge=1)
+    train_metrics_every: int = Field(50, ge=1)
+    best_metric: ValMetric = "l1"
+
+
+class TrainerConfig(_Strict):
+    """Lightning Trainer settings; nothing here names a particular device."""
+
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] | None = None
+    max_epochs: int | None = Field(None, ge=1)
+    log_every_n_iterations: int = Field(10, ge=1)
+    checkpoint_every_n_iterations: int = Field(200, ge=1)
+    finite_check_every: int = Field(1, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+
+
+class TrainingConfig(_Strict):
+    """The whole training configuration."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    losses: LossConfig = Field(default_factory=LossConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> TrainingConfig:
+        if self.schedule.max_iterations is None and self.trainer.max_epochs is None:
+            raise ValueError("set schedule.max_iterations or trainer.max_epochs (or both)")
+        n_bands = len(self.data.bands)
+        bad = [b for b in self.validation.preview_bands if not 0 <= b < n_bands]
+        if bad:
+            raise ValueError(
+                f"validation.preview_bands {bad} out of range for {n_bands} bands {self.data.bands}"
+            )
+        return self
+
+    @property
+    def in_bands(self) -> int:
+        """Number of spectral bands the networks see."""
+        return len(self.data.bands)
+
+    @property
+    def data_range(self) -> float:
+        """Span of normalised values, used by PSNR/SSIM (2 for the signed normalisation)."""
+        return 2.0 if self.data.normalisation == "normalise_10k_signed" else 1.0
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in the package."""
+    folder = resources.files("srgan") / "presets"
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text()
+    else:
+        preset = resources.files("srgan") / "presets" / f"{name_or_path}.yaml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"unknown preset {str(name_or_path)!r}; choose one of: {', '.join(preset_names())} "
+                "or give a path to a YAML file"
+            )
+        text = preset.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {name_or_path} must be a mapping at the top level")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overrides`` merged in, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = TrainingConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            valid = ", ".join(parent.model_fields) if parent else "?"
+            lines.append(f"unknown key {key!r}; valid keys here: {valid}")
+        else:
+            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+    return "invalid training config:\n  " + "\n  ".join(lines)
+
+
+def validate_config(data: Mapping[str, Any]) -> TrainingConfig:
+    """Validate a mapping as a :class:`TrainingConfig`.
+
+    Raises:
+        ConfigError: naming every bad key with the valid keys or values.
+    """
+    try:
+        return TrainingConfig.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+def load_config(
+    name_or_path: str | Path = "cpu-tiny", overrides: Mapping[str, Any] | None = None
+) -> TrainingConfig:
+    """Load a preset (by name) or a YAML file and apply nested ``overrides``.
+
+    Raises:
+        ConfigError: unknown preset, missing file, unknown keys or invalid values.
+    """
+    data = _read_yaml(name_or_path)
+    if overrides:
+        data = deep_merge(data, overrides)
+    return validate_config(data)

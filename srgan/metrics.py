@@ -1,0 +1,131 @@
+"""Validation metrics of a super-resolved batch, and of the bicubic baseline on the same batch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanAbsoluteError, Metric, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+
+class SpectralAngle(Metric):
+    """Mean spectral angle (radians) between per-pixel spectra of ``(B, C, H, W)`` images.
+
+    Unlike torchmetrics' mapper, a pixel whose spectrum is all zeros (e.g. an SR output clamped
+    at 0) yields a finite angle instead of NaN for the whole epoch.
+    """
+
+    full_state_update = False
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+        self.total: Tensor
+        self.count: Tensor
+        self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        dot = (preds * target).sum(1)
+        norms = preds.norm(dim=1) * target.norm(dim=1)
+        cos = (dot / norms.clamp_min(self.eps)).clamp(-1.0, 1.0)
+        self.total += torch.acos(cos).double().sum()
+        self.count += cos.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count).float()
+
+
+class ERGAS(Metric):
+    """Mean per-image ERGAS, ``100 / ratio * sqrt(mean_b(RMSE_b**2 / mean_b(target)**2))``.
+
+    Keeps two scalars of state (torchmetrics' version keeps every image in memory).
+    """
+
+    full_state_update = False
+
+    def __init__(self, ratio: float, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.eps = eps
+        self.total: Tensor
+        self.count: Tensor
+        self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        mse = ((preds - target) ** 2).flatten(2).mean(-1)
+        mean_sq = target.flatten(2).mean(-1) ** 2
+        per_image = 100.0 / self.ratio * torch.sqrt((mse / mean_sq.clamp_min(self.eps)).mean(1))
+        self.total += per_image.double().sum()
+        self.count += per_image.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count).float()
+
+
+def bicubic_upsample(lr: Tensor, scale: int) -> Tensor:
+    """Bicubic upsampling of ``(B, C, h, w)`` to ``(B, C, h*scale, w*scale)``: the baseline."""
+    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def _collection(scale: int, data_range: float, n_bands: int) -> MetricCollection:
+    metrics: dict[str, Metric] = {
+        "l1": MeanAbsoluteError(),
+        "psnr": PeakSignalNoiseRatio(data_range=data_range),
+        "ssim": StructuralSimilarityIndexMeasure(data_range=data_range),
+        "ergas": ERGAS(ratio=scale),
+    }
+    if n_bands > 1:  # a spectral angle needs at least two bands
+        metrics["sam"] = SpectralAngle()
+    return MetricCollection(metrics)  # type: ignore[arg-type]
+
+
+class SRValidationMetrics(nn.Module):
+    """L1, PSNR, SSIM, SAM and ERGAS of SR and of bicubic against HR, accumulated over batches.
+
+    Inputs are normalised tensors ``(B, C, H, W)``; SR and bicubic are clamped to the data range
+    first, so both are judged as images a user would receive.
+
+    Args:
+        scale: super-resolution factor (ERGAS needs it).
+        data_range: span of valid values (1 for [0, 1], 2 for [-1, 1]).
+        n_bands: number of bands (SAM is skipped for a single band).
+    """
+
+    def __init__(self, scale: int, data_range: float, n_bands: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.low = -1.0 if data_range == 2.0 else 0.0
+        self.high = self.low + data_range
+        self.model = _collection(scale, data_range, n_bands)
+        self.bicubic = _collection(scale, data_range, n_bands)
+
+    @torch.no_grad()
+    def update(self, sr: Tensor, lr: Tensor, hr: Tensor) -> Tensor:
+        """Accumulate one batch; returns the clamped bicubic upsampling for previews."""
+        bicubic = bicubic_upsample(lr, self.scale).clamp(self.low, self.high)
+        self.model.update(sr.float().clamp(self.low, self.high), hr.float())
+        self.bicubic.update(bicubic.float(), hr.float())
+        return bicubic
+
+    def compute(self) -> dict[str, float]:
+        """Metrics as ``val_metrics/<name>``, ``val_metrics/bicubic_<name>`` and ``..._gain``.
+
+        The gain is the improvement over bicubic in the metric's good direction (positive: better).
+        """
+        model = {k: float(v) for k, v in self.model.compute().items()}
+        bicubic = {k: float(v) for k, v in self.bicubic.compute().items()}
+        out: dict[str, float] = {}
+        for name, value in model.items():
+            sign = 1.0 if name in {"psnr", "ssim"} else -1.0
+            out[f"val_metrics/{name}"] = value
+            out[f"val_metrics/bicubic_{name}"] = bicubic[name]
+            out[f"val_metrics/{name}_gain"] = sign * (value - bicubic[name])
+        return out
+
+    def reset(self) -> None:
+        """Forget accumulated batches."""
+        self.model.reset()
+        self.bicubic.reset()

@@ -1,0 +1,189 @@
+"""Fit an SRGAN: build the Trainer from the config, resume from a checkpoint, report the result.
+
+This is the one entry point the CLI and the Prefect training task share.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
+from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
+from srgan.module import SRGANModule
+
+log = logging.getLogger(__name__)
+
+
+class InitCheckpointError(ValueError):
+    """A warm-start checkpoint does not fit the configured architecture."""
+
+
+@dataclass
+class FitResult:
+    """What a training run produced (small: paths and numbers)."""
+
+    run_dir: str
+    iteration: int
+    metrics: dict[str, float]
+    last_checkpoint: str | None
+    best_checkpoint: str | None
+    preview: str | None
+    resumed_from: str | None
+    seconds: float
+    device: str
+    precision: str
+    metric_history: list[dict[str, float]] = field(default_factory=list)
+
+
+def default_precision() -> str:
+    """bf16-mixed on a GPU, float32 elsewhere."""
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def device_name() -> str:
+    """A human-readable name of the device training will use."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
+    """Load G, D and EMA weights from another run's checkpoint (optimizers start fresh).
+
+    Raises:
+        InitCheckpointError: the checkpoint's networks differ from the configured ones.
+    """
+    state = load_checkpoint(checkpoint_uri)["state_dict"]
+    wanted = {
+        k for k in module.state_dict() if k.split(".")[0] in {"generator", "discriminator", "ema"}
+    }
+    weights = {k: v for k, v in state.items() if k in wanted}
+    own = module.state_dict()
+    missing = sorted(wanted - weights.keys())
+    shapes = sorted(k for k, v in weights.items() if tuple(v.shape) != tuple(own[k].shape))
+    if missing or shapes:
+        detail = f"missing {missing[:5]}" if missing else f"shape mismatch in {shapes[:5]}"
+        raise InitCheckpointError(
+            f"init-from checkpoint {checkpoint_uri} has a different architecture ({detail}); "
+            "use a checkpoint trained with the same generator/discriminator, bands and scale"
+        )
+    module.load_state_dict(weights, strict=False)
+    log.info("warm-started generator, discriminator and EMA from %s", checkpoint_uri)
+
+
+def build_trainer(
+    config: TrainingConfig,
+    run_dir: str | Path,
+    callbacks: Sequence[Callback] = (),
+    progress_bar: bool = False,
+) -> tuple[Trainer, IterationCheckpoint]:
+    """A Trainer wired for the SRGAN: iteration checkpoints, best checkpoint, CSV logs."""
+    t = config.trainer
+    run_dir = str(run_dir)
+    ckpt_dir = f"{run_dir.rstrip('/')}/checkpoints"
+    last = IterationCheckpoint(ckpt_dir, t.checkpoint_every_n_iterations)
+    metric = config.validation.best_metric
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename=BEST.removesuffix(".ckpt"),
+        monitor=f"val_metrics/{metric}",
+        mode="max" if METRIC_HIGHER_IS_BETTER[metric] else "min",
+        save_top_k=1,
+        save_last=False,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    trainer = Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision or default_precision(),  # type: ignore[arg-type]
+        max_epochs=t.max_epochs if t.max_epochs is not None else -1,
+        max_steps=-1,
+        val_check_interval=config.validation.every_n_iterations,
+        check_val_every_n_epoch=None,
+        limit_val_batches=config.validation.limit_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every_n_iterations,
+        logger=CSVLogger(run_dir, name="logs", version=""),
+        callbacks=[last, best, *callbacks],
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        default_root_dir=run_dir,
+        use_distributed_sampler=False,
+        deterministic=t.deterministic,
+    )
+    return trainer, last
+
+
+def fit(
+    config: TrainingConfig,
+    datamodule: LightningDataModule,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    init_from: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress_bar: bool = False,
+    final_validation: bool = True,
+) -> FitResult:
+    """Train (or continue training) an SRGAN into ``run_dir``.
+
+    If ``resume`` and ``<run_dir>/checkpoints`` holds a loadable ``last.ckpt`` (or its previous
+    copy), training continues from it with optimizer, scheduler, EMA, iteration counter, data
+    position and RNG states restored; otherwise it starts fresh (from ``init_from`` if given).
+
+    Returns:
+        a :class:`FitResult` with the final validation metrics (EMA weights) and checkpoint paths.
+    """
+    lightning.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    module = SRGANModule(config)
+    local_run_dir = Path(run_dir) if "://" not in str(run_dir) else None
+    if local_run_dir is not None:
+        module.preview_dir = local_run_dir / "previews"
+    trainer, last = build_trainer(config, run_dir, callbacks, progress_bar)
+    resume_from = find_resume_checkpoint(last.dirpath) if resume else None
+    if resume_from is None and init_from:
+        warm_start(module, init_from)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    metrics = dict(module.last_val_metrics)
+    if final_validation:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        metrics = dict(module.last_val_metrics) or {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_metrics/")
+        }
+    seconds = time.perf_counter() - started
+    best = trainer.checkpoint_callback
+    best_path = best.best_model_path if isinstance(best, ModelCheckpoint) else ""
+    return FitResult(
+        run_dir=str(run_dir),
+        iteration=module.iteration,
+        metrics=metrics,
+        last_checkpoint=last.last_path if last.last_saved_iteration is not None else None,
+        best_checkpoint=best_path or None,
+        preview=str(module.last_preview_path) if module.last_preview_path else None,
+        resumed_from=resume_from,
+        seconds=seconds,
+        device=device_name(),
+        precision=str(trainer.precision),
+    )
+
+
+def describe(result: FitResult) -> dict[str, Any]:
+    """A JSON-friendly view of a :class:`FitResult`."""
+    return dict(result.__dict__)

@@ -1,0 +1,63 @@
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from toy_data import PairDataModule, make_pairs
+
+from srgan.config import TrainingConfig, deep_merge, load_config
+
+TINY: dict[str, Any] = {
+    "data": {"batch_size": 4, "num_workers": 0},
+    "generator": {"channels": 8, "n_blocks": 1},
+    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
+    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
+    "ema": {"start_iteration": 2, "decay": 0.9},
+    "validation": {"every_n_iterations": 5, "train_metrics_every": 2},
+    "trainer": {"checkpoint_every_n_iterations": 4, "log_every_n_iterations": 1},
+}
+
+
+@pytest.fixture
+def make_config():
+    def make(**overrides: Any) -> TrainingConfig:
+        return load_config("cpu-tiny", deep_merge(TINY, overrides))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def toy_pairs():
+    return make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
+
+
+@pytest.fixture
+def datamodule(toy_pairs):
+    lr, hr = toy_pairs
+    return PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4, augment=True)
+
+
+class Recorder(Callback):
+    """Keeps every step's logged values, keyed by the module's iteration of that step."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, float]] = []
+        self.global_steps: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        values = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.steps.append(values)
+        self.global_steps.append(trainer.global_step)
+
+
+@pytest.fixture
+def recorder():
+    return Recorder()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

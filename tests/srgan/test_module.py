@@ -1,0 +1,187 @@
+"""The SRGAN step: phases on the exact iteration, logged keys, frozen D in pretraining, EMA, LRs."""
+
+import math
+
+import pytest
+import torch
+
+from srgan.module import SRGANModule
+from srgan.train import fit
+
+DESIGN_KEYS = {
+    "training/pretrain_phase",
+    "training/adv_loss_weight",
+    "generator/content_loss",
+    "generator/adversarial_loss",
+    "generator/total_loss",
+    "discriminator/adversarial_loss",
+    "discriminator/D(y)_prob",
+    "discriminator/D(G(x))_prob",
+    "discriminator/r1_penalty",
+    "lr/generator",
+    "lr/discriminator",
+    "ema/active",
+    "train_metrics/l1",
+    "train_metrics/psnr",
+}
+VAL_KEYS = {f"val_metrics/{m}" for m in ("l1", "psnr", "ssim", "sam", "ergas")}
+
+
+def test_phase_switch_and_ramp_land_on_the_right_batch(make_config, datamodule, recorder, tmp_path):
+    cfg = make_config()
+    result = fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    steps = recorder.steps
+    assert result.iteration == 10 and len(steps) == 10
+    phase = [s["training/pretrain_phase"] for s in steps]
+    assert phase == [1.0, 1.0, 1.0] + [0.0] * 7
+    weights = [s["training/adv_loss_weight"] for s in steps]
+    beta = cfg.losses.adv_weight
+    expected = (
+        [0.0] * 3
+        + [beta * 0.5 * (1 - math.cos(math.pi * k / 4)) for k in (1, 2, 3, 4)]
+        + [beta] * 3
+    )
+    assert weights == pytest.approx(expected)
+    # global_step counts optimizer steps: one per pretraining batch, two per adversarial batch
+    assert recorder.global_steps[-1] == 3 + 2 * 7
+    assert [s["training/iteration"] for s in steps] == [float(i) for i in range(10)]
+
+
+def test_logged_keys(make_config, datamodule, recorder, tmp_path):
+    result = fit(make_config(), datamodule, tmp_path, callbacks=[recorder])
+    assert set(recorder.steps[-1]) >= DESIGN_KEYS
+    assert set(result.metrics) >= VAL_KEYS
+    for key in VAL_KEYS:
+        bicubic = key.replace("val_metrics/", "val_metrics/bicubic_")
+        assert bicubic in result.metrics and f"{key}_gain" in result.metrics
+    pre = recorder.steps[0]
+    assert pre["discriminator/adversarial_loss"] == 0.0 and pre["discriminator/D(y)_prob"] == 0.0
+    adv = recorder.steps[-1]
+    assert adv["discriminator/adversarial_loss"] > 0 and 0 < adv["discriminator/D(y)_prob"] < 1
+
+
+def test_discriminator_untouched_while_pretraining(make_config, datamodule, tmp_path):
+    cfg = make_config(schedule={"pretrain_iterations": 5, "max_iterations": 5})
+    torch.manual_seed(0)
+    initial = SRGANModule(cfg).discriminator.state_dict()
+    result = fit(cfg, datamodule, tmp_path, final_validation=False)
+    module = SRGANModule.load_from_checkpoint(result.last_checkpoint, weights_only=True)
+    for key, value in module.discriminator.state_dict().items():
+        assert torch.equal(value, initial[key]), key
+    generator_changed = any(
+        not torch.equal(v, SRGANModule(cfg).generator.state_dict()[k])
+        for k, v in module.generator.state_dict().items()
+    )
+    assert generator_changed
+
+
+def test_ema_starts_at_configured_iteration(make_config, datamodule, recorder, tmp_path):
+    fit(
+        make_config(ema={"start_iteration": 6}),
+        datamodule,
+        tmp_path,
+        callbacks=[recorder],
+        final_validation=False,
+    )
+    assert [s["ema/active"] for s in recorder.steps] == [0.0] * 6 + [1.0] * 4
+
+
+def test_ema_weights_trail_the_generator(make_config, datamodule, tmp_path):
+    result = fit(make_config(), datamodule, tmp_path, final_validation=False)
+    module = SRGANModule.load_from_checkpoint(result.last_checkpoint, weights_only=True)
+    assert module.ema is not None and module.ema.active
+    assert int(module.ema.averaged.n_averaged) == 10 - 2
+    ema_w = module.ema.module.state_dict()
+    live_w = module.generator.state_dict()
+    assert any(
+        not torch.equal(ema_w[k], live_w[k]) for k in live_w if live_w[k].is_floating_point()
+    )
+    assert module.inference_generator() is module.ema.module
+
+
+def test_ema_disabled(make_config, datamodule, recorder, tmp_path):
+    fit(
+        make_config(ema={"enabled": False}),
+        datamodule,
+        tmp_path,
+        callbacks=[recorder],
+        final_validation=False,
+    )
+    assert all(s["ema/active"] == 0.0 for s in recorder.steps)
+
+
+def test_generator_lr_warmup_curve(make_config, datamodule, recorder, tmp_path):
+    cfg = make_config(optim={"generator": {"lr": 0.01, "warmup_iterations": 4}})
+    fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    lrs = [s["lr/generator"] for s in recorder.steps]
+    assert lrs == pytest.approx([0.0025, 0.005, 0.0075] + [0.01] * 7)
+
+
+def test_plateau_reduces_lr_after_validation(make_config, datamodule, recorder, tmp_path):
+    # patience 0 and a metric that cannot improve twice in a row with lr this high
+    cfg = make_config(
+        optim={
+            "generator": {
+                "lr": 0.05,
+                "plateau_patience": 0,
+                "plateau_factor": 0.5,
+                "warmup_iterations": 0,
+            },
+            "discriminator": {"lr": 0.01, "plateau_patience": 0, "plateau_factor": 0.1},
+        },
+        validation={"every_n_iterations": 2},
+        schedule={"max_iterations": 12},
+    )
+    fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    g = [s["lr/generator"] for s in recorder.steps]
+    d = [s["lr/discriminator"] for s in recorder.steps]
+    assert g[0] == pytest.approx(0.05) and min(g) < 0.05
+    assert set(round(x / 0.05, 6) for x in g) <= {0.5**k for k in range(10)}
+    assert min(d) < 0.01
+
+
+@pytest.mark.parametrize("objective", ["bce", "ragan", "hinge", "wasserstein"])
+def test_each_objective_trains_with_r1(objective, make_config, datamodule, recorder, tmp_path):
+    cfg = make_config(
+        losses={"adversarial": objective, "r1_gamma": 1.0}, schedule={"max_iterations": 5}
+    )
+    fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    assert recorder.steps[-1]["discriminator/r1_penalty"] > 0
+
+
+def test_gradient_clipping_limits_norm(make_config, datamodule, tmp_path):
+    cfg = make_config(
+        optim={"generator": {"grad_clip_norm": 1e-3, "lr": 1.0}}, schedule={"max_iterations": 2}
+    )
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        pass
+
+    module = SRGANModule(cfg)
+    original = module.clip_gradients
+
+    def clip(optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        original(
+            optimizer,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm,
+        )
+        norm = torch.norm(
+            torch.stack(
+                [
+                    p.grad.norm()
+                    for g in optimizer.param_groups
+                    for p in g["params"]
+                    if p.grad is not None
+                ]
+            )
+        )
+        seen.append(float(norm))
+
+    module.clip_gradients = clip  # type: ignore[method-assign]
+    from srgan.train import build_trainer
+
+    trainer, _ = build_trainer(cfg, tmp_path)
+    trainer.fit(module, datamodule=datamodule)
+    assert seen and max(seen) <= 1e-3 * 1.01
