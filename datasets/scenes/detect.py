@@ -1,0 +1,157 @@
+"""Open a scene whatever its layout, and find the scenes below a folder or S3 prefix.
+
+The layout is told by content, not by name: a folder with a ``GRANULE/`` sub-folder is a
+``.SAFE`` product; a folder with files named after bands is a band folder; a single raster file
+is a multi-band scene whose band descriptions name the bands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from datasets.errors import SceneReadError
+from datasets.scenes.band_folder import band_files, band_folder_sources
+from datasets.scenes.bands import DEFAULT_BANDS, check_bands
+from datasets.scenes.base import BandSource, Scene
+from datasets.scenes.grid import resampling_method
+from datasets.scenes.multiband import described_bands, multiband_sources
+from datasets.scenes.safe import is_safe, safe_scene_id, safe_sources
+from datasets.scenes.storage import SceneStore
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
+"""Files with these suffixes are probed as multi-band scenes by :func:`find_scenes`."""
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_log = logging.getLogger(__name__)
+
+
+def _basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _missing(uri: str) -> SceneReadError:
+    return SceneReadError(
+        f"{uri} does not exist. Check the path; for S3 check the bucket and prefix and "
+        "storage_options['endpoint_url']."
+    )
+
+
+def open_scene(
+    uri: str | os.PathLike[str],
+    bands: Sequence[str] = DEFAULT_BANDS,
+    *,
+    resolution: float | None = None,
+    resampling: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Scene:
+    """Open the given bands of a Sentinel-2 scene on one grid.
+
+    Args:
+        uri: Band folder, ``.SAFE`` product folder or multi-band raster; local or ``s3://``.
+        bands: Band names (see :data:`S2_BANDS`), in the order :meth:`Scene.read` returns them.
+        resolution: Pixel size (m) of the scene grid. Picks the ``R<res>m`` files of Level-2A
+            products; other bands must be at it natively unless ``resampling`` is given.
+        resampling: Resampling method name (see :data:`RESAMPLING`, e.g. ``"bilinear"``,
+            ``"average"``). Without it, bands of different resolutions are refused; with it,
+            they are resampled onto the finest band's grid (or onto ``resolution``).
+        storage_options: s3fs-style options for ``s3://`` URIs (``endpoint_url``, ``key``,
+            ``secret``, ``token``, ``anon``).
+
+    Returns:
+        An open :class:`Scene`; close it (or use ``with``) when done.
+
+    Raises:
+        ValueError: Unknown band or resampling name, or a non-positive resolution.
+        SceneReadError: The scene is missing, unreadable, or its bands cannot be put on one
+            grid as asked; the message says what to change.
+
+    Example::
+
+        with open_scene("S2A_MSIL2A_...SAFE", ("B02", "B05"), resolution=20) as scene:
+            pixels = scene.read()  # (2, 5490, 5490) uint16
+    """
+    wanted = check_bands(bands)
+    if resampling is not None:
+        resampling_method(resampling)
+    if resolution is not None and not resolution > 0:
+        raise ValueError(f"resolution must be a positive pixel size in metres, not {resolution}.")
+    store = SceneStore.for_uri(uri, storage_options)
+    where = store.normalize(uri)
+    kind = store.kind(where)
+    sources: list[BandSource]
+    if kind is None:
+        raise _missing(where)
+    if kind == "file":
+        sources = multiband_sources(store, where, wanted)
+        scene_id = _basename(where).rsplit(".", 1)[0]
+    else:
+        entries = store.listdir(where)
+        if is_safe(entries):
+            sources = safe_sources(store, where, wanted, resolution)
+            scene_id = safe_scene_id(where)
+        else:
+            sources = band_folder_sources(entries, wanted, where, resolution)
+            scene_id = _basename(where)
+    scene_id = _UNSAFE_ID_CHARS.sub("_", scene_id).strip("._") or "scene"
+    return Scene(where, scene_id, sources, store, resolution=resolution, resampling=resampling)
+
+
+def find_scenes(
+    root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Find the scenes at or below ``root``.
+
+    A scene is a ``.SAFE`` product, a folder holding band files, or a raster file (suffix in
+    :data:`RASTER_SUFFIXES`) whose band descriptions name bands. The search does not descend
+    into scenes, hidden folders or ``*.zarr`` stores. Files that cannot be opened are skipped
+    with a warning in the log.
+
+    Args:
+        root: Local folder or ``s3://bucket/prefix`` (or one scene).
+        storage_options: s3fs-style options for ``s3://`` URIs.
+
+    Returns:
+        Sorted scene URIs (absolute local paths or ``s3://`` URIs) for :func:`open_scene`;
+        empty when ``root`` holds none.
+
+    Raises:
+        SceneReadError: ``root`` does not exist or cannot be listed (e.g. access denied).
+    """
+    store = SceneStore.for_uri(root, storage_options)
+    where = store.normalize(root)
+    kind = store.kind(where)
+    if kind is None:
+        raise _missing(where)
+    found: list[str] = []
+    if kind == "file":
+        if _is_multiband_scene(store, where):
+            found.append(where)
+    else:
+        _walk(store, where, found)
+    return sorted(found)
+
+
+def _walk(store: SceneStore, uri: str, found: list[str]) -> None:
+    entries = store.listdir(uri)
+    if is_safe(entries) or band_files(entries):
+        found.append(uri)
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name.endswith(".zarr"):
+            continue
+        if entry.is_dir:
+            _walk(store, entry.uri, found)
+        elif entry.name.lower().endswith(RASTER_SUFFIXES) and _is_multiband_scene(store, entry.uri):
+            found.append(entry.uri)
+
+
+def _is_multiband_scene(store: SceneStore, uri: str) -> bool:
+    try:
+        return bool(described_bands(store, uri))
+    except SceneReadError as err:
+        _log.warning("Skipping %s: %s", uri, err)
+        return False

