@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
+include deployments/local.mk
+
 .PHONY: setup lint format test test-fast demo bench clean
 
 setup: $(STAMP)

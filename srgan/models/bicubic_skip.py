@@ -18,7 +18,7 @@ class BicubicResidual(nn.Module):
         scale: its upscaling factor.
     """
 
-    def __init__(self, net: nn.Module, scale: int, init_scale: float = 0.1) -> None:
+    def __init__(self, net: nn.Module, scale: int, init_scale: float = 0.0) -> None:
         super().__init__()
         self.net = net
         self.scale = scale
