@@ -5,8 +5,6 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-include deployments/local.mk
-
 .PHONY: setup lint format test test-fast demo bench clean
 
 setup: $(STAMP)
@@ -41,3 +39,6 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# prefect-up / prefect-down / prefect-status
+include deployments/local.mk
