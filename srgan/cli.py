@@ -34,7 +34,9 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
     for item in assignments:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. schedule.max_iterations=100), got {item!r}")
+            raise ConfigError(
+                f"--set expects KEY=VALUE (e.g. schedule.max_iterations=100), got {item!r}"
+            )
         node = overrides
         *parents, leaf = key.split(".")
         for part in parents:

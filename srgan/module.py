@@ -312,7 +312,8 @@ class SRGANModule(LightningModule):
         if self.trainer.sanity_checking:
             return
         self.last_val_metrics = metrics
-        self._step_plateau(metrics)
+        if self.trainer.state.fn == "fit":  # a stand-alone validate() has no schedulers
+            self._step_plateau(metrics)
         self._write_preview()
 
     def _step_plateau(self, metrics: dict[str, float]) -> None:

@@ -1,0 +1,116 @@
+"""Flow ``tile-sentinel2``: Sentinel-2 scenes in, a georeferenced Zarr patch store out.
+
+One task per scene, run concurrently by Prefect's thread-pool task runner, or by a Dask cluster
+when ``dask_address`` is given. Run with ``prefect deployment run tile-sentinel2/tile-sentinel2``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import Field
+
+from datasets.degradation import Degradation
+from datasets.scenes import DEFAULT_BANDS
+from datasets.split_policy import SplitPolicy
+from tasks.storage import default_store
+from tasks.tile import find_scene_uris, summarise_tiling, tile_one_scene
+
+
+class TilingFailed(RuntimeError):
+    """At least one scene could not be tiled; the others are in the store."""
+
+
+def _task_runner(dask_address: str | None, max_workers: int) -> TaskRunner[Any]:
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    return ThreadPoolTaskRunner(max_workers=max_workers)
+
+
+@flow(name="tile-scenes")
+def _tile_scenes(
+    scenes: list[str], store: str, options: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    progress: UUID = create_progress_artifact(  # type: ignore[assignment]
+        0.0, key="tile-sentinel2-progress", description="scenes tiled"
+    )
+    futures = [tile_one_scene.submit(uri, store, **options) for uri in scenes]
+    results, failures = [], []
+    for done, (uri, future) in enumerate(zip(scenes, futures, strict=True), start=1):
+        outcome = future.result(raise_on_failure=False)
+        if future.state.is_completed():
+            results.append(outcome)
+        else:  # recorded per scene; the flow fails after the summary
+            failures.append({"scene_uri": uri, "error": str(outcome)})
+        update_progress_artifact(progress, 100.0 * done / len(futures))
+    return results, failures
+
+
+@flow(name="tile-sentinel2", log_prints=True)
+def tile_sentinel2(
+    scenes: list[str] | None = None,
+    scan: str | None = None,
+    store: str | None = None,
+    storage: str | None = None,
+    bands: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_BANDS),  # noqa: B006
+    scale: Literal[2, 4, 8] = 4,
+    patch_size: Annotated[int, Field(ge=8)] = 128,
+    stride: Annotated[int | None, Field(ge=1)] = None,
+    degradation: Degradation = Degradation(),
+    split: SplitPolicy = SplitPolicy(),
+    max_nodata_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0,
+    max_bright_fraction: Annotated[float | None, Field(ge=0, le=1)] = None,
+    dask_address: str | None = None,
+    max_workers: Annotated[int, Field(ge=1)] = 2,
+) -> dict[str, Any]:
+    """Tile Sentinel-2 scenes into a patch store.
+
+    Args:
+        scenes: scene URIs (band folders, .SAFE products, multi-band GeoTIFFs; local or s3://).
+        scan: a folder or s3:// prefix to search for scenes (added to ``scenes``).
+        store: patch store URI (default ``<storage>/patches/sentinel2.zarr``).
+        storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``).
+        bands: band names, in store order.
+        scale: super-resolution factor (HR pixels per LR pixel).
+        patch_size: HR patch edge in pixels (a multiple of ``scale``).
+        stride: HR pixels between patches (default ``patch_size``).
+        degradation: how LR patches are made from HR.
+        split: train/validation assignment by scene or spatial block.
+        max_nodata_fraction: drop patches with more missing pixels than this.
+        max_bright_fraction: drop patches with more bright (cloud-like) pixels than this.
+        dask_address: run the per-scene tasks on this Dask scheduler instead of local threads.
+        max_workers: threads for the local task runner.
+    """
+    uris = list(scenes or [])
+    if scan:
+        uris += [u for u in find_scene_uris(scan) if u not in uris]
+    if not uris:
+        raise ValueError(
+            "no scenes to tile: pass `scenes` or a `scan` folder/prefix that holds scenes"
+        )
+    target = store or default_store(storage)
+    options = {
+        "bands": bands,
+        "scale": scale,
+        "patch_size": patch_size,
+        "stride": stride,
+        "degradation": degradation,
+        "split": split,
+        "max_nodata_fraction": max_nodata_fraction,
+        "max_bright_fraction": max_bright_fraction,
+    }
+    runner = _task_runner(dask_address, max_workers)
+    results, failures = _tile_scenes.with_options(task_runner=runner)(uris, target, options)
+    summary = summarise_tiling(target, results, failures)
+    if failures:
+        raise TilingFailed(
+            f"{len(failures)} of {len(uris)} scene(s) failed: "
+            + "; ".join(f"{f['scene_uri']}: {f['error']}" for f in failures)
+        )
+    return summary

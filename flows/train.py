@@ -1,0 +1,49 @@
+"""Flow ``train-srgan``: fit the SRGAN on a patch store and register the results as artifacts.
+
+Run it with ``prefect deployment run train-srgan/train-srgan``. The flow retries on failure; the
+run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-run retry <id>``
+after a crash) finds its own ``last.ckpt`` and continues from the saved iteration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow, runtime
+from pydantic import Field
+
+from tasks.artifacts import register_training_artifacts
+from tasks.storage import default_store, run_dir
+from tasks.train import fit_srgan, training_config
+
+
+@flow(name="train-srgan", retries=2, retry_delay_seconds=5, log_prints=True)
+def train_srgan(
+    store: str | None = None,
+    config: str = "cpu-tiny",
+    overrides: dict[str, Any] | None = None,
+    storage: str | None = None,
+    run_key: str | None = None,
+    max_iterations: Annotated[int | None, Field(ge=1)] = None,
+    max_epochs: Annotated[int | None, Field(ge=1)] = None,
+    init_from: str | None = None,
+) -> dict[str, Any]:
+    """Train an SRGAN.
+
+    Args:
+        store: patch store URI (default: ``<storage>/patches/sentinel2.zarr``).
+        config: preset name (``cpu-tiny``, ``s2-10m-rgbn-x4``, ``s2-20m-6band-x2``) or YAML path.
+        overrides: nested config overrides, e.g. ``{"generator": {"channels": 32}}``.
+        storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``), local or ``s3://``.
+        run_key: run folder name under ``<storage>/runs/`` (default: the flow run id).
+        max_iterations: training iterations (batches), overriding the config.
+        max_epochs: epoch limit, overriding the config.
+        init_from: checkpoint to warm-start from (weights only).
+    """
+    cfg = training_config(
+        config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
+    )
+    key = run_key or str(runtime.flow_run.id)
+    result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
+    keys = register_training_artifacts(result, cfg.model_dump(mode="json"))
+    return {**result, "artifacts": keys, "run_key": key}

@@ -1,0 +1,20 @@
+"""Evaluate checkpoints on one validation set (same store, same version, same patches)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from datasets.datamodule import PatchDataModule
+from srgan.config import DataConfig
+from srgan.evaluate import evaluate_checkpoint
+
+
+@task(name="evaluate-checkpoints")
+def evaluate_checkpoints(
+    checkpoints: dict[str, str], data: DataConfig
+) -> dict[str, dict[str, float]]:
+    """Metrics of each named checkpoint on the validation split of ``data`` (pinned version)."""
+    return {
+        name: evaluate_checkpoint(uri, PatchDataModule.from_config(data))
+        for name, uri in checkpoints.items()
+    }
