@@ -32,7 +32,7 @@ test-fast: setup
 	$(BIN)/pytest -q -m "not slow"
 
 demo: setup
-	@echo "make demo: coming with the flows (issue #4)"
+	bash deployments/demo.sh
 
 bench: setup
 	$(BIN)/python -m bench

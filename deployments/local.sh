@@ -414,6 +414,8 @@ Usage: deployments/local.sh COMMAND
   worker-start   start a worker on '$POOL' (idempotent)
   worker-stop    stop it and the flow runs it started (they end as Crashed)
   nightly on|off resume or pause the $NIGHTLY_DEPLOYMENT schedule
+  prefect ARGS   run the project's prefect CLI against this server (e.g. deployment run ...)
+  python ARGS    run the project's python with this server's Prefect settings
 EOF
 }
 
@@ -428,6 +430,8 @@ case "${1:-help}" in
   worker-start) cmd_worker_start ;;
   worker-stop) stop_tree "Prefect worker" "$WORKER_PID" ;;
   nightly) cmd_nightly "${2:-}" ;;
+  prefect) shift; exec "$PREFECT" "$@" ;;
+  python) shift; exec "$PY" "$@" ;;
   help | -h | --help) usage ;;
   *)
     usage >&2

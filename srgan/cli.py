@@ -46,13 +46,13 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from datasets.datamodule import PatchDataModule
     from srgan.train import fit
+    from tasks.data import datamodule_for
 
     overrides = parse_set(args.set)
     overrides.setdefault("data", {})["store"] = args.data
     cfg = load_config(args.config, overrides)
-    datamodule = PatchDataModule.from_config(cfg.data)
+    datamodule = datamodule_for(cfg.data)
     result = fit(
         cfg,
         datamodule,
@@ -72,17 +72,23 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _super_resolve(args: argparse.Namespace) -> int:
-    from srgan.inference import super_resolve_scene
+    from datasets.errors import S2SRDataError
+    from datasets.super_resolve_scene import super_resolve_scene
+    from srgan.checkpointing import CheckpointError
 
-    result = super_resolve_scene(
-        args.scene,
-        args.checkpoint,
-        args.out,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-    )
-    print(json.dumps(result, indent=2, default=str))
+    try:
+        result = super_resolve_scene(
+            args.scene,
+            args.checkpoint,
+            args.out,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+        )
+    except (S2SRDataError, CheckpointError) as err:
+        print(f"s2-srgan: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict(), indent=2, default=str))
     return 0
 
 

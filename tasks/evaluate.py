@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from datasets.datamodule import PatchDataModule
 from srgan.config import DataConfig
 from srgan.evaluate import evaluate_checkpoint
+from tasks.data import datamodule_for
 
 
 @task(name="evaluate-checkpoints")
@@ -15,6 +15,6 @@ def evaluate_checkpoints(
 ) -> dict[str, dict[str, float]]:
     """Metrics of each named checkpoint on the validation split of ``data`` (pinned version)."""
     return {
-        name: evaluate_checkpoint(uri, PatchDataModule.from_config(data))
+        name: evaluate_checkpoint(uri, datamodule_for(data, stage="validate"))
         for name, uri in checkpoints.items()
     }

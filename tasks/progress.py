@@ -48,15 +48,12 @@ class PrefectProgress(Callback):
         if iteration % self.every and iteration != self.max_iterations:
             return
         metrics = trainer.callback_metrics
-        parts = [
-            f"{name.split('/')[-1]}={float(metrics[name]):.4g}"
-            for name in (
-                "generator/content_loss",
-                "generator/adversarial_loss",
-                "discriminator/adversarial_loss",
-            )
-            if name in metrics
-        ]
+        labels = {
+            "generator/content_loss": "content",
+            "generator/adversarial_loss": "g_adv",
+            "discriminator/adversarial_loss": "d_adv",
+        }
+        parts = [f"{label}={float(metrics[k]):.4g}" for k, label in labels.items() if k in metrics]
         phase = (
             "pretraining"
             if getattr(pl_module, "is_pretraining", lambda: False)()

@@ -30,7 +30,7 @@ def find_scene_uris(scan: str) -> list[str]:
     retries=3,
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=lambda task, run, state: _retryable(state),
-    task_run_name="tile-{scene_uri}",
+    task_run_name=lambda: f"tile-{_scene_name()}",
 )
 def tile_one_scene(
     scene_uri: str,
@@ -65,6 +65,13 @@ def tile_one_scene(
         progress=progress,
     )
     return {"scene_uri": scene_uri, **asdict(result)}
+
+
+def _scene_name() -> str:
+    from prefect.runtime import task_run
+
+    uri = str(task_run.parameters.get("scene_uri", "scene")).rstrip("/")
+    return uri.rsplit("/", 1)[-1]
 
 
 def _retryable(state: Any) -> bool:

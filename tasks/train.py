@@ -9,9 +9,9 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
-from datasets.datamodule import PatchDataModule
 from srgan.config import TrainingConfig, load_config
 from srgan.train import fit
+from tasks.data import datamodule_for
 from tasks.progress import PrefectProgress
 
 # Library loggers whose records should reach the Prefect run logs.
@@ -67,7 +67,7 @@ def fit_srgan(
     """Fit (or resume) the SRGAN into ``run_dir``; returns paths and metrics, never tensors."""
     handlers = _bridge_logs()
     try:
-        datamodule = PatchDataModule.from_config(config.data)
+        datamodule = datamodule_for(config.data)
         max_it = config.schedule.max_iterations or 0
         progress = PrefectProgress(
             max_it, every_n_iterations=max(1, config.trainer.log_every_n_iterations)

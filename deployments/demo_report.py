@@ -1,0 +1,46 @@
+"""Print what `make demo` produced: checkpoint paths, metrics vs bicubic, where to look next."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
+
+
+async def latest(key: str) -> object | None:
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return found[0].data if found else None
+
+
+def main(run_key: str) -> int:
+    storage = os.environ.get("S2SR_STORAGE", ".s2sr")
+    rows = asyncio.run(latest("srgan-validation-metrics"))
+    best = asyncio.run(latest("srgan-best-checkpoint"))
+    if rows is None:
+        print("no validation metrics artifact found: did train-srgan complete?", file=sys.stderr)
+        return 1
+    table = json.loads(rows) if isinstance(rows, str) else rows
+    print(f"run directory:   {storage}/runs/{run_key}")
+    print(f"best checkpoint: {best}")
+    print(f"patch store:     {storage}/patches/sentinel2.zarr\n")
+    print(f"{'metric':<8}{'SRGAN':>12}{'bicubic':>12}{'gain':>12}")
+    for row in table:
+        print(f"{row['metric']:<8}{row['srgan']:>12.5f}{row['bicubic']:>12.5f}{row['gain']:>+12.5f}")
+    api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    print(f"\nPrefect UI: {api.removesuffix('/api')} (artifacts: srgan-training-report, srgan-preview)")
+    print("Stop the server and worker with: make prefect-down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "?"))

@@ -1,0 +1,57 @@
+"""Flow ``super-resolve``: a scene in, a georeferenced COG at the HR grid out, with artifacts.
+
+Run it with ``prefect deployment run super-resolve/super-resolve -p scene=<uri>``; by default
+it uses the registered champion (``<storage>/registry/champion.json``) and writes
+``<storage>/super-resolved/<scene>_sr.tif``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow
+from pydantic import Field
+
+from tasks.super_resolve import (
+    default_output,
+    register_super_resolve_artifacts,
+    resolve_checkpoint,
+    super_resolve_scene_task,
+)
+
+
+@flow(name="super-resolve", log_prints=True)
+def super_resolve(
+    scene: str,
+    checkpoint: str = "champion",
+    out: str | None = None,
+    bands: list[str] | None = None,
+    tile_size: Annotated[int, Field(ge=8)] = 128,
+    overlap: Annotated[int, Field(ge=0)] = 16,
+    batch_size: Annotated[int, Field(ge=1)] = 8,
+    use_ema: bool = True,
+    overwrite: bool = False,
+    storage: str | None = None,
+) -> dict[str, Any]:
+    """Super-resolve one Sentinel-2 scene.
+
+    Args:
+        scene: band folder, ``.SAFE`` product or multi-band raster; local or ``s3://``.
+        checkpoint: ``.ckpt`` path or ``s3://`` URI, or ``"champion"`` for the registered one.
+        out: output COG path or ``s3://`` URI (default: under ``<storage>/super-resolved/``).
+        bands: expected bands (default: the checkpoint's; anything else is refused).
+        tile_size: LR tile edge in pixels.
+        overlap: LR overlap of neighbouring tiles (≤ ``tile_size // 2``).
+        batch_size: tiles per generator call.
+        use_ema: use the EMA generator weights (default) rather than the raw ones.
+        overwrite: replace an existing output.
+        storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``), local or ``s3://``.
+    """
+    uri = resolve_checkpoint(checkpoint, storage)
+    target = out or default_output(scene, storage)
+    result = super_resolve_scene_task(
+        scene, uri, target, bands, tile_size, overlap, batch_size, use_ema, overwrite
+    )
+    keys = register_super_resolve_artifacts(result)
+    result.pop("quicklook_png")
+    return {**result, "artifacts": keys}
