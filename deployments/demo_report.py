@@ -35,9 +35,12 @@ def main(run_key: str) -> int:
     print(f"patch store:     {storage}/patches/sentinel2.zarr\n")
     print(f"{'metric':<8}{'SRGAN':>12}{'bicubic':>12}{'gain':>12}")
     for row in table:
-        print(f"{row['metric']:<8}{row['srgan']:>12.5f}{row['bicubic']:>12.5f}{row['gain']:>+12.5f}")
+        print(
+            f"{row['metric']:<8}{row['srgan']:>12.5f}{row['bicubic']:>12.5f}{row['gain']:>+12.5f}"
+        )
     api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-    print(f"\nPrefect UI: {api.removesuffix('/api')} (artifacts: srgan-training-report, srgan-preview)")
+    ui = api.removesuffix("/api")
+    print(f"\nPrefect UI: {ui} (artifacts: srgan-training-report, srgan-preview)")
     print("Stop the server and worker with: make prefect-down")
     return 0
 

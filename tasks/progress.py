@@ -35,7 +35,7 @@ class PrefectProgress(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         iteration = int(getattr(pl_module, "iteration", 0))
-        self.artifact_id = create_progress_artifact(
+        self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
             progress=self._percent(iteration),
             key=self.key,
             description=f"SRGAN training: iteration {iteration} of {self.max_iterations}",

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from toy_data import PairDataModule
 
 from datasets.degradation import degrade
 from datasets.scenes import open_scene
 from srgan.train import fit
-from toy_data import PairDataModule
 
 
 def _patches(scene_dir, hr_size=32, scale=4):
