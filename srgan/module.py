@@ -10,9 +10,12 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
+import platform
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,13 @@ if Version(lightning.__version__) < Version("2.0"):  # pragma: no cover - guarde
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "srgan"
+
+
+def _software_version() -> str:
+    try:
+        return version("s2-srgan")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,6 +133,15 @@ class SRGANModule(LightningModule):
             raise RuntimeError(
                 "SRGANModule needs manual optimization (automatic_optimization=False)"
             )
+        t = self.config.trainer
+        if t.retain_freed_memory:
+            _set_malloc_retention(True)
+        if t.channels_last:
+            # before any optimizer state exists; parameters keep their identity
+            self.to(memory_format=torch.channels_last)
+        if t.compile:
+            self.generator.compile()
+            self.discriminator.compile()
         s = self.config.schedule
         log.info(
             "SRGAN fit from iteration %d: pretraining until %d, adversarial ramp (%s) over %d, "
@@ -139,6 +158,8 @@ class SRGANModule(LightningModule):
         o = self.config.optim
         opt_g = optimizer_for(list(self.generator.parameters()), o.generator)
         opt_d = optimizer_for(list(self.discriminator.parameters()), o.discriminator)
+        _set_fused(opt_g, o.fused)
+        _set_fused(opt_d, o.fused)
         schedulers = [
             warmup_scheduler(opt_g, o.generator),
             warmup_scheduler(opt_d, o.discriminator),
@@ -147,8 +168,23 @@ class SRGANModule(LightningModule):
         ]
         return [opt_g, opt_d], schedulers
 
+    def on_train_start(self) -> None:
+        # A resumed optimizer carries the "fused" flag and the state layout it was saved with.
+        for optimizer in self.trainer.optimizers:
+            _set_fused(optimizer, self.config.optim.fused)
+            _match_state_layout(optimizer)
+
+    def on_fit_end(self) -> None:
+        # NHWC is a training-speed choice; inference and metrics outside fit see plain NCHW.
+        if self.config.trainer.channels_last:
+            self.to(memory_format=torch.contiguous_format)
+        if self.config.trainer.retain_freed_memory:
+            _set_malloc_retention(False)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         lr, hr = batch
+        if self.config.trainer.channels_last:
+            lr, hr = _to_channels_last(lr), _to_channels_last(hr)
         opt_g, opt_d = self.optimizers()  # type: ignore[misc,attr-defined]
         pretraining = self.is_pretraining()
         adv_weight = self.adversarial_weight()
@@ -218,8 +254,12 @@ class SRGANModule(LightningModule):
         self.toggle_optimizer(opt_d)
         use_r1 = self.objective.r1_gamma > 0
         real = hr.detach().requires_grad_(True) if use_r1 else hr
-        real_logits = self.discriminator(real)
-        fake_logits = self.discriminator(sr.detach())
+        if self.config.discriminator.joint_real_fake:
+            logits = self.discriminator(torch.cat([real, sr.detach()]))
+            real_logits, fake_logits = logits.split([real.shape[0], sr.shape[0]])
+        else:
+            real_logits = self.discriminator(real)
+            fake_logits = self.discriminator(sr.detach())
         d_loss = self.objective.discriminator_loss(real_logits, fake_logits)
         r1 = self.objective.penalty(real, real_logits)
         self._check_finite(
@@ -299,7 +339,8 @@ class SRGANModule(LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         lr, hr = batch
-        sr = self.inference_generator()(lr)
+        # NHWC weights give NHWC outputs; the metrics flatten with view()
+        sr = self.inference_generator()(lr).contiguous()
         bicubic = self.val_metrics.update(sr, lr, hr)
         if batch_idx == 0:
             n = self.config.validation.preview_samples
@@ -343,6 +384,7 @@ class SRGANModule(LightningModule):
         self._record_data_position(checkpoint)
         checkpoint[CHECKPOINT_KEY] = {
             "format": 1,
+            "software_version": _software_version(),
             "iteration": self.iteration,
             "rng": rng_states(),
             "val_metrics": dict(self.last_val_metrics),
@@ -369,3 +411,52 @@ class SRGANModule(LightningModule):
         self.last_val_metrics = dict(state.get("val_metrics", {}))
         if self._trainer is not None:  # resuming a fit, not a weights-only load for inference
             restore_rng_states(state["rng"])
+
+
+def _set_fused(optimizer: Any, fused: bool) -> None:
+    """Select torch's fused Adam/AdamW kernel (``None`` restores torch's own default)."""
+    for group in optimizer.param_groups:
+        group["fused"] = True if fused else None
+
+
+def _match_state_layout(optimizer: Any) -> None:
+    """Give each per-parameter state tensor its parameter's strides.
+
+    The fused kernels walk parameter, gradient and moments as flat buffers and silently mix up
+    elements when an NCHW moment meets an NHWC parameter, e.g. after resuming a checkpoint
+    written with another ``trainer.channels_last`` setting.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if (
+                isinstance(value, Tensor)
+                and value.shape == param.shape
+                and value.stride() != param.stride()
+            ):
+                state[key] = torch.empty_like(param).copy_(value)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def _set_malloc_retention(retain: bool) -> None:
+    """Keep freed blocks in the heap during fit, then hand them back (glibc only, else no-op).
+
+    glibc serves blocks above 32 MiB (D's dense-layer gradients, Adam moments) with a fresh
+    mmap and returns them on free, so every step pays a page fault per 4 KiB touched again.
+    Afterwards the thresholds are left where glibc's own adaptive ones end up (32/64 MiB).
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL(None)
+    if retain:
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+    else:
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+        libc.malloc_trim(0)
+
+
+def _to_channels_last(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t

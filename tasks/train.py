@@ -68,6 +68,9 @@ def fit_srgan(
     handlers = _bridge_logs()
     try:
         datamodule = datamodule_for(config.data)
+        # the run records the exact store version it read (inside every checkpoint's config)
+        data = config.data.model_copy(update={"version": datamodule.store_version})
+        config = config.model_copy(update={"data": data})
         max_it = config.schedule.max_iterations or 0
         progress = PrefectProgress(
             max_it, every_n_iterations=max(1, config.trainer.log_every_n_iterations)
