@@ -25,3 +25,11 @@ class PatchStoreError(S2SRDataError):
 
 class StoreMismatchError(PatchStoreError):
     """A scene is appended to a store written with a different scale, band set or patch size."""
+
+
+class InferenceError(S2SRDataError):
+    """A checkpoint does not fit the scene it is asked to super-resolve (bands, scale)."""
+
+
+class OutputError(S2SRDataError):
+    """An output cannot be written (folder not writable, file exists, upload failed...)."""
