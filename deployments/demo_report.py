@@ -31,6 +31,8 @@ def main(run_key: str) -> int:
         return 1
     table = json.loads(rows) if isinstance(rows, str) else rows
     print(f"run directory:   {storage}/runs/{run_key}")
+    if isinstance(best, str) and best.startswith("["):  # a link artifact: [text](url)
+        best = best[1 : best.index("]")]
     print(f"best checkpoint: {best}")
     print(f"patch store:     {storage}/patches/sentinel2.zarr\n")
     print(f"{'metric':<8}{'SRGAN':>12}{'bicubic':>12}{'gain':>12}")
