@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from toy_data import make_pairs
 
 from srgan.metrics import SRValidationMetrics, bicubic_upsample
 from srgan.preview import preview_grid, save_preview
-from toy_data import make_pairs
 
 
 @pytest.fixture
