@@ -11,13 +11,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
+import icechunk
 import numpy as np
 import zarr
 from zarr.abc.store import Store
 
 from datasets import icechunk_store
-from datasets.errors import StoreMismatchError
+from datasets.errors import PatchStoreError, StoreMismatchError
 from datasets.store_backends import (
     DEFAULT_BACKEND,
     Backend,
@@ -215,7 +217,7 @@ class PatchStoreWriter:
 
             yield store, commit_zarr
             return
-        repo = icechunk_store.open_or_create(self.uri, self.storage_options)
+        repo = self._open_or_create_repo()
         session = icechunk_store.writable_session(repo)
 
         def commit_icechunk(group: zarr.Group, manifest: Manifest, message: str) -> str:
@@ -223,6 +225,19 @@ class PatchStoreWriter:
             return icechunk_store.commit(session, message, self.uri)
 
         yield session.store, commit_icechunk
+
+    def _open_or_create_repo(self) -> Any:
+        try:
+            return icechunk_store.open_or_create(self.uri, self.storage_options)
+        except icechunk.IcechunkError as err:
+            # The first appends to a new remote store race to create it (local ones take turns
+            # under the lock); whoever lost opens what the winner created, or tries again later.
+            if icechunk_store.exists(self.uri, self.storage_options):
+                return icechunk_store.open_or_create(self.uri, self.storage_options)
+            raise PatchStoreError(
+                f"patch store {self.uri} could not be created ({err}); if another writer is "
+                "creating it right now, run the append again"
+            ) from err
 
 
 def append_scene_patches(

@@ -1,7 +1,13 @@
 """Flow ``tile-sentinel2``: Sentinel-2 scenes in, a georeferenced Zarr patch store out.
 
-One task per scene, run concurrently by Prefect's thread-pool task runner, or by a Dask cluster
-when ``dask_address`` is given. Run with ``prefect deployment run tile-sentinel2/tile-sentinel2``.
+One task per scene, run concurrently by Prefect's thread-pool task runner, or by an existing Dask
+cluster when ``dask_address`` is given. Run with
+``prefect deployment run tile-sentinel2/tile-sentinel2``.
+
+Several workers may append to one store: local stores serialise appends with a lock file, and an
+Icechunk store on S3 refuses a commit that raced another one, so the losing task runs again (see
+:func:`_tile_task`). A plain-Zarr store on S3 cannot detect such races; the flow only creates
+Icechunk stores.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from prefect import flow
+from prefect import Task, flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field
@@ -33,6 +39,19 @@ def _task_runner(dask_address: str | None, max_workers: int) -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=max_workers)
 
 
+def _tile_task(n_scenes: int) -> Task[..., dict[str, Any]]:
+    """The tile task with enough retries to lose every commit race of this run.
+
+    An Icechunk commit is refused when another scene was committed during the append; the task
+    then runs again (appends are idempotent). Every scene commits once, so one scene can lose at
+    most ``n_scenes - 1`` races, on top of the task's own retries for transient I/O errors.
+    Jitter keeps the losers of one race from meeting again in the next.
+    """
+    return tile_one_scene.with_options(
+        retries=tile_one_scene.retries + n_scenes - 1, retry_jitter_factor=1.0
+    )
+
+
 @flow(name="tile-scenes")
 def _tile_scenes(
     scenes: list[str], store: str, options: dict[str, Any]
@@ -40,7 +59,8 @@ def _tile_scenes(
     progress: UUID = create_progress_artifact(  # type: ignore[assignment]
         0.0, key="tile-sentinel2-progress", description="scenes tiled"
     )
-    futures = [tile_one_scene.submit(uri, store, **options) for uri in scenes]
+    tile = _tile_task(len(scenes))
+    futures = [tile.submit(uri, store, **options) for uri in scenes]
     results, failures = [], []
     for done, (uri, future) in enumerate(zip(scenes, futures, strict=True), start=1):
         outcome = future.result(raise_on_failure=False)
@@ -84,7 +104,9 @@ def tile_sentinel2(
         split: train/validation assignment by scene or spatial block.
         max_nodata_fraction: drop patches with more missing pixels than this.
         max_bright_fraction: drop patches with more bright (cloud-like) pixels than this.
-        dask_address: run the per-scene tasks on this Dask scheduler instead of local threads.
+        dask_address: run the per-scene tasks on the Dask scheduler at this address (e.g.
+            ``tcp://scheduler:8786``) instead of local threads. Its workers need this project
+            installed and read S3 credentials from their own environment (``AWS_*``).
         max_workers: threads for the local task runner.
     """
     uris = list(scenes or [])

@@ -128,6 +128,13 @@ class SRGANModule(LightningModule):
         """Super-resolve ``(B, C, h, w)`` with the inference generator."""
         return self.inference_generator()(lr)
 
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.config.trainer.channels_last:
+            # Before DDP wraps the module and any optimizer state exists: DDP lays out its
+            # gradient buckets by the parameters' strides at that moment, and a parameter made
+            # NHWC afterwards gets its averaged gradient back with the elements mixed up.
+            self.to(memory_format=torch.channels_last)
+
     def on_fit_start(self) -> None:
         if self.automatic_optimization:
             raise RuntimeError(
@@ -136,9 +143,6 @@ class SRGANModule(LightningModule):
         t = self.config.trainer
         if t.retain_freed_memory:
             _set_malloc_retention(True)
-        if t.channels_last:
-            # before any optimizer state exists; parameters keep their identity
-            self.to(memory_format=torch.channels_last)
         if t.compile:
             self.generator.compile()
             self.discriminator.compile()
@@ -349,7 +353,10 @@ class SRGANModule(LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        # torchmetrics has already reduced these over all ranks, so averaging them again changes
+        # nothing; sync_dist states that they are global values (ModelCheckpoint and the plateau
+        # schedulers on every rank must see the same number).
+        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True)
         if self.trainer.sanity_checking:
             return
         self.last_val_metrics = metrics
@@ -369,6 +376,8 @@ class SRGANModule(LightningModule):
 
     def _write_preview(self) -> None:
         if self.preview_dir is None or self._preview_batch is None:
+            return
+        if not self.trainer.is_global_zero:  # under DDP the ranks would race on the same files
             return
         lr, bicubic, sr, hr = self._preview_batch
         grid = preview_grid(lr, bicubic, sr, hr, bands=self.config.validation.preview_bands)

@@ -10,16 +10,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning
 import torch
 from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
-from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
+from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
 from srgan.module import SRGANModule
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,57 @@ def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
     log.info("warm-started generator, discriminator and EMA from %s", checkpoint_uri)
 
 
+#: Lightning's DDP strategy names and how each starts its worker processes.
+_DDP_START_METHODS: dict[str, Literal["popen", "spawn", "fork", "forkserver"]] = {
+    "ddp": "popen",
+    "ddp_spawn": "spawn",
+    "ddp_fork": "fork",
+    "ddp_notebook": "fork",
+}
+
+
+def _devices_per_node(t: TrainerConfig) -> int:
+    """How many devices ``trainer.accelerator`` and ``trainer.devices`` select on each node."""
+    devices = t.devices
+    if isinstance(devices, str) and "," in devices:  # Lightning reads "1,3" as ids, "2" as a count
+        devices = [int(i) for i in devices.split(",") if i.strip()]
+    if isinstance(devices, list):
+        return len(devices)
+    if devices not in ("auto", -1, "-1"):
+        return int(devices)
+    gpu = t.accelerator in ("auto", "gpu", "cuda") and CUDAAccelerator.is_available()
+    return CUDAAccelerator.auto_device_count() if gpu else 1
+
+
+def trainer_strategy(t: TrainerConfig) -> str | Strategy:
+    """The Lightning strategy for ``trainer.strategy``, with DDP fitted to the manual D/G step.
+
+    Each backward of the SRGAN step reaches one network only (D's loss sees a detached SR image,
+    G's loss a D whose parameters are toggled off, and pretraining never runs D), so DDP has to
+    look for unused parameters at every backward; otherwise its reducer waits for gradients that
+    never come and the second step fails. Every DDP name (``ddp``, ``ddp_spawn``, ``ddp_fork``,
+    ``ddp_notebook``, also with the suffix ``_find_unused_parameters_true``) therefore becomes a
+    :class:`~lightning.pytorch.strategies.DDPStrategy` with ``find_unused_parameters=True``, and
+    ``auto`` on several devices or nodes means ``ddp``, as in Lightning. Other names (``fsdp``,
+    ``deepspeed``, ...) go to Lightning unchanged.
+
+    Raises:
+        ConfigError: a DDP name that turns the detection of unused parameters off.
+    """
+    name = t.strategy
+    if name == "auto" and _devices_per_node(t) * t.num_nodes > 1:
+        name = "ddp"
+    base, _, detection = name.partition("_find_unused_parameters_")
+    if base in _DDP_START_METHODS and detection == "false":
+        raise ConfigError(
+            f"trainer.strategy={name!r} cannot train the SRGAN: its D and G steps leave the "
+            f"other network without gradients, which DDP must detect. Use {base!r}."
+        )
+    if base in _DDP_START_METHODS and detection in ("", "true"):
+        return DDPStrategy(start_method=_DDP_START_METHODS[base], find_unused_parameters=True)
+    return name
+
+
 def build_trainer(
     config: TrainingConfig,
     run_dir: str | Path,
@@ -107,7 +160,7 @@ def build_trainer(
     trainer = Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
-        strategy=t.strategy,
+        strategy=trainer_strategy(t),
         num_nodes=t.num_nodes,
         precision=t.precision or default_precision(),  # type: ignore[arg-type]
         max_epochs=t.max_epochs if t.max_epochs is not None else -1,
