@@ -39,6 +39,7 @@ def retrain_srgan(
     max_iterations: Annotated[int | None, Field(ge=1)] = None,
     metric: ValMetric = "psnr",
     min_gain: Annotated[float, Field(ge=0)] = 0.0,
+    warm_start: bool = True,
 ) -> dict[str, Any]:
     """Retrain and promote only on improvement.
 
@@ -52,6 +53,8 @@ def retrain_srgan(
         max_iterations: challenger training iterations (overrides the config).
         metric: validation metric that decides (``psnr``, ``ssim``, ``l1``, ``sam``, ``ergas``).
         min_gain: the challenger must beat the champion by more than this.
+        warm_start: start the challenger from the champion's weights (else from scratch, e.g.
+            after changing the architecture or when the champion has degraded).
     """
     target = store or default_store(storage)
     if scenes or scan:
@@ -65,7 +68,7 @@ def retrain_srgan(
         storage=storage,
         run_key=run_key,
         max_iterations=max_iterations,
-        init_from=champion["checkpoint"] if champion else None,
+        init_from=champion["checkpoint"] if champion and warm_start else None,
     )
     challenger_ckpt = trained["best_checkpoint"] or trained["last_checkpoint"]
     checkpoints = {"challenger": challenger_ckpt}

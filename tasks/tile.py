@@ -11,12 +11,18 @@ from prefect.logging import get_run_logger
 
 from datasets.degradation import Degradation
 from datasets.errors import PatchStoreError
+from datasets.patch_store import store_version
 from datasets.scenes import find_scenes
 from datasets.split_policy import SplitPolicy
 from datasets.tiling import tile_scene
 
 
-@task(name="find-scenes", retries=2, retry_delay_seconds=5)
+@task(
+    name="find-scenes",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=lambda task, run, state: _retryable(state),
+)
 def find_scene_uris(scan: str) -> list[str]:
     """Scenes under a local folder or ``s3://`` prefix (band folders, .SAFE, multi-band TIFFs)."""
     found = find_scenes(scan)
@@ -87,6 +93,14 @@ def _retryable(state: Any) -> bool:
     return False
 
 
+def _latest_version(store: str) -> str | None:
+    """The store's version after every commit: tasks commit in any order, not in list order."""
+    try:
+        return store_version(store)
+    except PatchStoreError:
+        return None
+
+
 @task(name="summarise-tiling")
 def summarise_tiling(
     store: str, results: list[dict[str, Any]], failures: list[dict[str, str]]
@@ -106,7 +120,7 @@ def summarise_tiling(
     ] + [{"scene": f["scene_uri"], "kept": 0, "status": f"failed: {f['error']}"} for f in failures]
     create_table_artifact(key="tile-sentinel2-scenes", table=rows, description="patches per scene")
     kept = sum(r["patches_kept"] for r in results)
-    version = next((r["version"] for r in reversed(results) if r["version"]), None)
+    version = _latest_version(store) if results else None
     summary = (
         f"# Tiling summary\n\n- store: `{store}` (version `{version}`)\n"
         f"- scenes: {len(results)} tiled "

@@ -1,0 +1,136 @@
+"""Benchmark results on disk: one JSON file per result set, tables in ``bench/RESULTS.md``.
+
+``RESULTS.md`` is shared with other benchmarks. This module only rewrites the generated blocks
+between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` inside the
+``## Training speed (issue #5)`` section; prose around them and other sections are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = "## Training speed (issue #5)"
+
+_GIB = 1024**3
+
+
+def write_json(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    """Write ``payload`` to ``<results_dir>/<name>.json`` and return the path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    return path
+
+
+def _gflops(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1e9:.1f}"
+
+
+def _percent(part: float | None, whole: float | None) -> str:
+    return "–" if not part or not whole else f"{100 * part / whole:.0f} %"
+
+
+def training_table(payload: dict[str, Any]) -> str:
+    """Markdown table of one training result set (see :func:`bench.training.summarise`)."""
+    peaks = payload.get("peaks") or {}
+    conv_peak, matmul_peak = peaks.get("conv_fp32"), peaks.get("matmul_fp32")
+    rows = {w["workload"]: w for w in payload["workloads"]}
+    lines = [
+        "| workload | s/it median (range) | samples/s | vs opensr 0.4.3 | speed-up vs `+before`"
+        " | CPU s/it | peak RSS | GFLOP/it | GFLOP/s | of conv peak | of matmul peak"
+        " | page faults/it | other load (CPUs) |",
+        "|---" * 13 + "|",
+    ]
+    for name, w in rows.items():
+        s = w["seconds_per_iteration"]
+        low, high = w["seconds_per_iteration_range"]
+        ref = w.get("reference_seconds")
+        before = rows.get(f"{name}+before")
+        speedup = f"{before['seconds_per_iteration'] / s:.2f}×" if before else "–"
+        lines.append(
+            f"| `{name}` | {s:.3f} ({low:.3f}–{high:.3f}) | {w['samples_per_second']:.1f}"
+            f" | {f'{ref / s:.2f}×' if ref else '–'}"
+            f" | {speedup} | {w.get('cpu_seconds_per_iteration', float('nan')):.2f}"
+            f" | {w['peak_rss_bytes'] / _GIB:.2f} GiB | {_gflops(w['flops_per_iteration'])}"
+            f" | {_gflops(w['achieved_flops'])} | {_percent(w['achieved_flops'], conv_peak)}"
+            f" | {_percent(w['achieved_flops'], matmul_peak)}"
+            f" | {w.get('page_faults_per_iteration', 0):.0f} | {w['foreign_cpus']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def peaks_table(peaks: dict[str, Any]) -> str:
+    """Markdown table of the measured compute peaks (GFLOP/s)."""
+    lines = ["| kernel | GFLOP/s |", "|---|---|"]
+    for key, value in peaks.items():
+        if key != "threads" and isinstance(value, float):
+            lines.append(f"| `{key}` | {value / 1e9:.1f} |")
+    return "\n".join(lines)
+
+
+def profile_table(workload: dict[str, Any], top: int = 15) -> str:
+    """Markdown table of a workload's top ops by self CPU time per iteration."""
+    lines = [
+        f"Top ops of `{workload['workload']}` (profiled run: "
+        f"{workload.get('profile_seconds_per_iteration', float('nan')):.3f} s/it):",
+        "",
+        "| op | input shapes | self ms/it | calls/it |",
+        "|---|---|---|---|",
+    ]
+    for row in workload["profile"][:top]:
+        shapes = row["input_shapes"].replace("|", "\\|")
+        lines.append(
+            f"| `{row['op']}` | `{shapes}` | {row['self_ms_per_iteration']:.1f}"
+            f" | {row['calls_per_iteration']:g} |"
+        )
+    return "\n".join(lines)
+
+
+def render_training(payload: dict[str, Any]) -> str:
+    """The whole generated block of a training result set: header, tables, profiles."""
+    m = payload["machine"]
+    parts = [
+        f"Command: `{payload['command']}` ({payload['created']}, revision {m['git_revision']}).",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} "
+        f"({m['torch_cpu_capability']}), Lightning {m['lightning']}; "
+        f"{payload['settings']['runs']} fresh processes per workload, "
+        f"{payload['settings']['iterations']} timed iterations after "
+        f"{payload['settings']['warmup']} warm-up.",
+        "",
+        training_table(payload),
+    ]
+    if payload.get("peaks"):
+        parts += ["", "Measured peaks in the same invocation (best of the before/after probes):"]
+        parts += ["", peaks_table(payload["peaks"])]
+    for workload in payload["workloads"]:
+        if workload.get("profile"):
+            parts += ["", profile_table(workload)]
+    return "\n".join(parts)
+
+
+def update_results_md(block: str, markdown: str, path: Path = RESULTS_MD) -> None:
+    """Replace (or append) generated block ``block`` in the issue #5 section of ``path``."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    begin, end = f"<!-- bench:{block} -->", f"<!-- /bench:{block} -->"
+    content = f"{begin}\n{markdown.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: content, text, count=1)
+    else:
+        text = _insert_in_section(text, content)
+    path.write_text(text)
+
+
+def _insert_in_section(text: str, content: str) -> str:
+    start = text.find(SECTION)
+    if start < 0:
+        return f"{text.rstrip()}\n\n{SECTION}\n\n{content}\n"
+    following = re.search(r"^## ", text[start + len(SECTION) :], re.MULTILINE)
+    stop = start + len(SECTION) + following.start() if following else len(text)
+    head, tail = text[:stop].rstrip(), text[stop:]
+    return f"{head}\n\n{content}\n" + (f"\n{tail}" if tail else "")

@@ -1,0 +1,136 @@
+"""From generator output to output pixels: uint16 reflectance ×10000 or float32, nodata kept.
+
+:class:`StripSink` feeds the tiler LR rows of a scene and writes its finished SR strips.
+
+The generator outputs float32 reflectance ×10000 (after denormalisation); the output file holds
+``uint16`` ×10000 (rounded, clipped to [0, 65535]) by default, or ``float32`` reflectance.
+An LR pixel that is nodata in any band is nodata in all bands of the ``scale × scale`` HR pixels
+it covers: no output pixel claims a value computed from a missing input.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch import Tensor
+
+from datasets.cog_writer import CogWriter
+from datasets.quicklook import Quicklook
+from datasets.scenes import Scene
+from srgan.tiled import Strip
+
+OutputDType = Literal["uint16", "float32"]
+REFLECTANCE_SCALE = 10000.0
+UINT16_MAX = 65535
+
+
+def output_nodata(input_nodata: float | None, dtype: OutputDType) -> float:
+    """Nodata value of the output: ``nan`` for float32; for uint16 the input's, else 0.
+
+    An input nodata that uint16 cannot hold (negative, fractional, NaN) falls back to 0.
+    """
+    if dtype == "float32":
+        return float("nan")
+    if input_nodata is None or math.isnan(input_nodata):
+        return 0.0
+    value = float(input_nodata)
+    return value if 0 <= value <= UINT16_MAX and value.is_integer() else 0.0
+
+
+def invalid_mask(lr: np.ndarray, input_nodata: float | None, scale: int) -> np.ndarray:
+    """HR nodata mask of LR pixels.
+
+    Args:
+        lr: ``(C, h, w)`` LR input (reflectance ×10000, integer).
+        input_nodata: The scene's nodata value; ``None`` means 0 (Sentinel-2's fill value).
+        scale: Upscaling factor.
+
+    Returns:
+        ``(h·scale, w·scale)`` bool, True where the LR pixel is nodata in any band.
+    """
+    value = 0 if input_nodata is None else input_nodata
+    invalid = (lr == value).any(axis=0)
+    return invalid.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def to_output(sr: np.ndarray, invalid: np.ndarray, dtype: OutputDType, nodata: float) -> np.ndarray:
+    """Convert SR reflectance ×10000 to the output pixel type, nodata where the input had none.
+
+    Args:
+        sr: ``(C, H, W)`` float32 reflectance ×10000; overwritten (used as scratch space, so a
+            full-width strip needs no float copy).
+        invalid: ``(H, W)`` bool, True where the input pixel was nodata.
+        dtype: ``"uint16"`` (×10000, rounded, clipped to [0, 65535]) or ``"float32"``
+            (reflectance, ``nan`` as nodata).
+        nodata: uint16 nodata value; valid pixels that round to it are nudged by one, so no
+            valid pixel reads as nodata.
+
+    Returns:
+        ``(C, H, W)`` array of ``dtype`` (``sr`` itself for float32).
+    """
+    if dtype == "float32":
+        out = np.divide(sr, np.float32(REFLECTANCE_SCALE), out=sr)
+        out[:, invalid] = np.nan
+        return out
+    out = np.clip(np.rint(sr, out=sr), 0, UINT16_MAX, out=sr).astype(np.uint16)
+    for band in out:  # band by band: one (H, W) mask at a time, not a (C, H, W) one
+        band[band == nodata] = nodata + 1 if nodata < UINT16_MAX else nodata - 1
+        band[invalid] = nodata
+    return out
+
+
+class StripSink:
+    """Reads LR rows for the tiler and turns its finished strips into written output rows.
+
+    Args:
+        scene: The open input scene.
+        scale: Upscaling factor.
+        writer: The open output writer; its profile's nodata is the output nodata.
+        dtype: Output pixel type.
+        look: Collects the quicklook crop, if one is wanted.
+
+    Attributes:
+        seconds: Wall time spent masking, converting and writing strips.
+    """
+
+    def __init__(
+        self,
+        scene: Scene,
+        scale: int,
+        writer: CogWriter,
+        dtype: OutputDType,
+        look: Quicklook | None,
+    ) -> None:
+        self.scene = scene
+        self.scale = scale
+        self.writer = writer
+        self.dtype = dtype
+        self.look = look
+        self.nodata = writer.profile.nodata
+        self.seconds = 0.0
+        self._row_off = 0
+        self._raw = np.empty((0, 0, 0), scene.dtype)
+
+    def read(self, row_off: int, n_rows: int) -> Tensor:
+        """LR rows ``[row_off, row_off + n_rows)`` as float32 reflectance ×10000."""
+        self._row_off = row_off
+        self._raw = self.scene.read(Window(0, row_off, self.scene.width, n_rows))
+        return torch.from_numpy(self._raw.astype(np.float32))
+
+    def write(self, strip: Strip) -> None:
+        """Mask nodata, convert and write one strip (its rows lie in the last rows read)."""
+        started = time.perf_counter()
+        first = strip.lr_row_off - self._row_off
+        lr = self._raw[:, first : first + strip.lr_rows]
+        invalid = invalid_mask(lr, self.scene.nodata, self.scale)
+        sr = strip.pixels.numpy()
+        if self.look is not None:
+            self.look.add(strip.lr_row_off, lr, sr, invalid)
+        nodata = float("nan") if self.nodata is None else self.nodata
+        self.writer.write(strip.hr_rows.start, to_output(sr, invalid, self.dtype, nodata))
+        self.seconds += time.perf_counter() - started

@@ -1,0 +1,175 @@
+"""Load a trained generator for inference: weights-only, EMA by default, with its recorded config.
+
+Only the generator is built (no discriminator, no losses), so a checkpoint trained with a
+perceptual loss needs no VGG weights on the inference machine.
+
+Example::
+
+    model = load_inference_model("runs/try1/checkpoints/best.ckpt")
+    model.bands, model.scale             # (('B02', 'B03', 'B04', 'B08'), 4)
+    sr = model.predict(lr)               # (B, 4, h, w) normalised → (B, 4, 4h, 4w)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from srgan.build import generator_from_config
+from srgan.checkpointing import CheckpointError, load_checkpoint
+from srgan.config import ConfigError, TrainingConfig, validate_config
+
+log = logging.getLogger(__name__)
+
+GENERATOR_PREFIX = "generator."
+EMA_PREFIX = "ema.averaged.module."
+EMA_COUNT = "ema.averaged.n_averaged"
+
+Weights = Literal["ema", "generator"]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the first CUDA GPU when present, else the CPU.
+
+    Raises:
+        ValueError: ``device`` names a CUDA device but none is available.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {chosen} asked for, but no CUDA GPU is available; use 'cpu'")
+    return chosen
+
+
+def device_label(device: torch.device) -> str:
+    """Human-readable device name for run reports (``NVIDIA H100 …`` or ``cpu (2 threads)``)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@dataclass(frozen=True)
+class InferenceModel:
+    """A generator ready for inference, with what is needed to feed it correctly.
+
+    Attributes:
+        generator: The network in eval mode on :attr:`device` (channels-last); maps normalised
+            ``(B, C, h, w)`` float32 to ``(B, C, h·scale, w·scale)``.
+        config: The training config recorded in the checkpoint.
+        checkpoint: Where the weights came from.
+        weights: ``"ema"`` (the averaged generator) or ``"generator"`` (the raw one).
+        device: Where :meth:`predict` runs.
+    """
+
+    generator: nn.Module
+    config: TrainingConfig
+    checkpoint: str
+    weights: Weights
+    device: torch.device
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Band names the generator was trained on, in input order."""
+        return tuple(self.config.data.bands)
+
+    @property
+    def scale(self) -> int:
+        """Upscaling factor."""
+        return int(self.config.data.scale)
+
+    @property
+    def normalisation(self) -> str:
+        """Name of the normalisation used in training (see ``datasets.normalise``)."""
+        return str(self.config.data.normalisation)
+
+    @torch.inference_mode()
+    def predict(self, lr: Tensor) -> Tensor:
+        """Super-resolve normalised tiles; bf16 autocast on a GPU, float32 on the CPU.
+
+        Args:
+            lr: ``(B, C, h, w)`` float32 in the training normalisation, on any device.
+
+        Returns:
+            ``(B, C, h·scale, w·scale)`` float32 on :attr:`device`, same normalisation.
+        """
+        x = lr.to(self.device, torch.float32, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.generator(x)
+        return out.float().contiguous()
+
+
+def _config_of(checkpoint: dict[str, Any], uri: str) -> TrainingConfig:
+    recorded = checkpoint.get("hyper_parameters", {}).get("config")
+    if not isinstance(recorded, dict):
+        raise CheckpointError(
+            f"{uri} records no training config (hyper_parameters['config']); only checkpoints "
+            "written by s2-srgan training can be used for inference"
+        )
+    try:
+        return validate_config(recorded)
+    except ConfigError as err:
+        raise CheckpointError(
+            f"{uri} records a config this version cannot read: {err}. Use the s2-srgan version "
+            "that trained it, or retrain"
+        ) from None
+
+
+def _weights_of(state: dict[str, Tensor], use_ema: bool, uri: str) -> tuple[dict, Weights]:
+    ema_count = state.get(EMA_COUNT)
+    if use_ema and ema_count is not None and int(ema_count) > 0:
+        prefix, weights = EMA_PREFIX, "ema"
+    else:
+        if use_ema:
+            log.warning("%s has no updated EMA weights; using the raw generator", uri)
+        prefix, weights = GENERATOR_PREFIX, "generator"
+    selected = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return selected, weights  # type: ignore[return-value]
+
+
+def load_inference_model(
+    checkpoint: str | os.PathLike[str],
+    *,
+    use_ema: bool = True,
+    device: str | torch.device | None = None,
+) -> InferenceModel:
+    """Load a checkpoint weights-only (no pickled code runs) and build its generator.
+
+    Args:
+        checkpoint: ``.ckpt`` path or fsspec URL (``s3://…``).
+        use_ema: Use the EMA weights when the checkpoint has updated ones (the default, as in
+            validation); ``False`` takes the raw generator.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …; default: a GPU when present.
+
+    Returns:
+        The generator in eval mode on the device, with its config.
+
+    Raises:
+        CheckpointError: The file is missing, damaged, records no usable config, or its
+            weights do not fit the generator its config describes.
+        ValueError: ``device`` is a CUDA device but no GPU is available.
+    """
+    uri = os.fspath(checkpoint)
+    target = pick_device(device)
+    loaded = load_checkpoint(uri)
+    config = _config_of(loaded, uri)
+    weights, source = _weights_of(loaded["state_dict"], use_ema, uri)
+    generator = generator_from_config(config)
+    try:
+        generator.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the {source} weights in {uri} do not fit the generator its config describes "
+            f"({config.generator.name}, {config.in_bands} bands, ×{config.data.scale}): {err}"
+        ) from None
+    generator.eval().requires_grad_(False).to(target)
+    # NHWC: oneDNN (CPU) and cuDNN (GPU) convolutions then run without layout reorders;
+    # torch's stubs lack the memory_format keyword that Module.to accepts
+    generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return InferenceModel(generator, config, uri, source, target)

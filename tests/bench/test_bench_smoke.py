@@ -1,0 +1,54 @@
+"""The benchmark harness runs a tiny workload end to end and records valid results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.report import SECTION, update_results_md
+from bench.workloads import WorkloadError, parse_spec
+
+
+def test_tiny_workload_runs_two_iterations_and_writes_json(tmp_path: Path) -> None:
+    argv = ["tiny-adversarial", "--runs", "1", "--warmup", "1", "--iterations", "2"]
+    assert main([*argv, "--no-peaks", "--name", "smoke", "--output", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "results" / "smoke.json").read_text())
+    (workload,) = payload["workloads"]
+    assert workload["workload"] == "tiny-adversarial"
+    (run,) = workload["runs"]
+    assert len(run["seconds_per_iteration"]) == 2
+    assert all(s > 0 for s in run["seconds_per_iteration"])
+    assert run["iterations_run"] == 1 + 2 + 1  # warm-up, timed, FLOP-counted
+    assert workload["flops_per_iteration"] > 0 and workload["peak_rss_bytes"] > 0
+    assert run["precision"] == "32-true" and run["threads"] == 2
+    assert math.isfinite(workload["foreign_cpus"])
+    assert payload["machine"]["torch"] and payload["settings"]["iterations"] == 2
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert SECTION in markdown and "`tiny-adversarial`" in markdown
+
+
+def test_results_md_update_keeps_other_sections(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    other = "## Super-resolution (issue #6)\n\ntheir table\n"
+    path.write_text(f"# Benchmark results\n\n{SECTION}\n\nprose\n\n{other}")
+    update_results_md("speed", "| a |\n|---|", path)
+    update_results_md("speed", "| b |\n|---|", path)
+    text = path.read_text()
+    assert text.count("<!-- bench:speed -->") == 1 and "| b |" in text and "| a |" not in text
+    assert text.index("prose") < text.index("| b |") < text.index(other)
+    assert text.endswith(other)
+
+
+def test_workload_spec_parses_variants_and_overrides() -> None:
+    spec = parse_spec("small-pretrain+before+trainer.channels_last=false")
+    assert spec.baseline_code and spec.threads == 2
+    assert spec.overrides["trainer"]["channels_last"] is False
+    assert spec.overrides["generator"]["channels"] == 32
+    with pytest.raises(WorkloadError, match="choose one of"):
+        parse_spec("pretrain+turbo")
+    with pytest.raises(WorkloadError, match="unknown workload"):
+        parse_spec("finetune")

