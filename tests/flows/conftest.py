@@ -2,7 +2,7 @@
 
 The patch store is cut from the six real BigEarthNet-S2 patches (120×120 px at 10 m) into 32 px
 HR / 8 px LR pairs with 64 px split blocks: 49 train and 5 validation patches in about two
-seconds. Flows run in-process against one temporary Prefect server per session
+seconds. Flows run in-process against one temporary Prefect server per test module
 (:func:`prefect_api`).
 """
 
@@ -106,9 +106,13 @@ def patch_store(bigearthnet_dirs: list[Path], tmp_path_factory: pytest.TempPathF
     return store
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prefect_api() -> Iterator[None]:
-    """A temporary Prefect server (SQLite) shared by every in-process flow test of the session."""
+    """A temporary Prefect server (SQLite) for the in-process flow runs of one test module.
+
+    Module-scoped, never nested: a second harness started inside a live one leaves Prefect's
+    events client (which records task runs) talking to the wrong server.
+    """
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
