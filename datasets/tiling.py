@@ -184,6 +184,7 @@ def tile_scene(
     storage_options: Mapping[str, Any] | None = None,
     scene_storage_options: Mapping[str, Any] | None = None,
     backend: Backend | None = None,
+    resampling: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TileResult:
     """Cut one scene into HR/LR patches and append them to a patch store as one commit.
@@ -210,6 +211,9 @@ def tile_scene(
         storage_options: fsspec/s3fs options of the store (and of the scene, by default).
         scene_storage_options: options of the scene if they differ from the store's.
         backend: backend of a new store (see :mod:`datasets.patch_store`).
+        resampling: resample bands of coarser native resolution onto the finest band's grid
+            with this method (e.g. ``"bilinear"``); without it such band sets are refused. It
+            is recorded in the store's degradation attrs.
         progress: called with (rows of windows done, rows in total) after each row.
 
     Returns:
@@ -231,7 +235,8 @@ def tile_scene(
         scale=scale,
         patch_size=patch_size,
         stride=stride,
-        degradation=degradation.to_attrs(scale, bands),
+        degradation=degradation.to_attrs(scale, bands)
+        | ({"hr_resampling": resampling} if resampling else {}),
         nodata_policy={
             "missing": "scene nodata value (0 if undeclared) or NaN in any band",
             "max_nodata_fraction": max_nodata_fraction,
@@ -243,7 +248,9 @@ def tile_scene(
     scene_options = storage_options if scene_storage_options is None else scene_storage_options
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES))
-        scene = stack.enter_context(open_scene(scene_uri, bands, storage_options=scene_options))
+        scene = stack.enter_context(
+            open_scene(scene_uri, bands, resampling=resampling, storage_options=scene_options)
+        )
         if writer.has_scene(scene.scene_id):
             version = store_version(store_uri, storage_options)
             return TileResult(scene.scene_id, 0, 0, 0, 0, 0, True, version)
@@ -256,7 +263,13 @@ def tile_scene(
         if degradation.kind == "real":
             resolution = degradation.lr_resolution or scene.resolution * scale
             lr_scene = stack.enter_context(
-                open_scene(scene_uri, bands, resolution=resolution, storage_options=scene_options)
+                open_scene(
+                    scene_uri,
+                    bands,
+                    resolution=resolution,
+                    resampling=resampling,
+                    storage_options=scene_options,
+                )
             )
             check_grid_alignment(scene.transform, lr_scene.transform, scale)
         filters = _Filters(

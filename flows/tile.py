@@ -27,6 +27,10 @@ from tasks.storage import default_store
 from tasks.tile import find_scene_uris, summarise_tiling, tile_one_scene
 
 
+#: GDAL resampling methods offered for bands on a coarser grid than the finest one.
+Resampling = Literal["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]
+
+
 class TilingFailed(RuntimeError):
     """At least one scene could not be tiled; the others are in the store."""
 
@@ -86,6 +90,7 @@ def tile_sentinel2(
     split: SplitPolicy = SplitPolicy(),
     max_nodata_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0,
     max_bright_fraction: Annotated[float | None, Field(ge=0, le=1)] = None,
+    resampling: Resampling | None = None,
     dask_address: str | None = None,
     max_workers: Annotated[int, Field(ge=1)] = 2,
 ) -> dict[str, Any]:
@@ -104,6 +109,8 @@ def tile_sentinel2(
         split: train/validation assignment by scene or spatial block.
         max_nodata_fraction: drop patches with more missing pixels than this.
         max_bright_fraction: drop patches with more bright (cloud-like) pixels than this.
+        resampling: resample bands of coarser native resolution (e.g. B05 with B02) onto the
+            finest band's grid with this method; without it such band sets are refused.
         dask_address: run the per-scene tasks on the Dask scheduler at this address (e.g.
             ``tcp://scheduler:8786``) instead of local threads. Its workers need this project
             installed and read S3 credentials from their own environment (``AWS_*``).
@@ -126,6 +133,7 @@ def tile_sentinel2(
         "split": split,
         "max_nodata_fraction": max_nodata_fraction,
         "max_bright_fraction": max_bright_fraction,
+        "resampling": resampling,
     }
     runner = _task_runner(dask_address, max_workers)
     results, failures = _tile_scenes.with_options(task_runner=runner)(uris, target, options)

@@ -49,6 +49,7 @@ def tile_one_scene(
     split: SplitPolicy,
     max_nodata_fraction: float,
     max_bright_fraction: float | None,
+    resampling: str | None = None,
 ) -> dict[str, Any]:
     """Tile one scene; returns counts (never arrays)."""
     logger = get_run_logger()
@@ -68,6 +69,7 @@ def tile_one_scene(
         split=split,
         max_nodata_fraction=max_nodata_fraction,
         max_bright_fraction=max_bright_fraction,
+        resampling=resampling,
         progress=progress,
     )
     return {"scene_uri": scene_uri, **asdict(result)}

