@@ -187,4 +187,6 @@ def test_killed_flow_run_crashes_and_flow_run_retry_resumes_it(
     fit_start = re.compile(r"SRGAN fit from iteration (\d+)")
     logs = run_logs(train_stack, flow_run.id)
     starts = [int(m.group(1)) for line in logs if (m := fit_start.search(line))]
-    assert starts == [0, saved], starts  # the second attempt continued, it did not restart
+    # The second attempt continued, it did not restart. The first attempt's line may be missing:
+    # SIGKILL can hit before the run's log batch reached the server.
+    assert starts in ([0, saved], [saved]), starts
