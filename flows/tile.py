@@ -26,7 +26,6 @@ from datasets.split_policy import SplitPolicy
 from tasks.storage import default_store
 from tasks.tile import find_scene_uris, summarise_tiling, tile_one_scene
 
-
 #: GDAL resampling methods offered for bands on a coarser grid than the finest one.
 Resampling = Literal["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]
 

