@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from srgan.config import METRIC_HIGHER_IS_BETTER, OptimizerConfig, TrainingConfig
 from srgan.losses import AdversarialObjective, ContentLoss, PerceptualLoss
-from srgan.models import build_discriminator, build_generator
+from srgan.models import Discriminator, build_discriminator, build_generator
 from srgan.models.bicubic_skip import BicubicResidual
 from srgan.schedules import warmup_factor
 
@@ -40,7 +40,7 @@ def _generator_network(cfg: TrainingConfig) -> nn.Module:
     )
 
 
-def discriminator_from_config(cfg: TrainingConfig) -> nn.Module:
+def discriminator_from_config(cfg: TrainingConfig) -> Discriminator:
     """The discriminator the config describes."""
     d = cfg.discriminator
     common = {

@@ -262,8 +262,7 @@ class SRGANModule(LightningModule):
             logits = self.discriminator(torch.cat([real, sr.detach()]))
             real_logits, fake_logits = logits.split([real.shape[0], sr.shape[0]])
         else:
-            real_logits = self.discriminator(real)
-            fake_logits = self.discriminator(sr.detach())
+            real_logits, fake_logits = self.discriminator.score_pair(real, sr.detach())
         d_loss = self.objective.discriminator_loss(real_logits, fake_logits)
         r1 = self.objective.penalty(real, real_logits)
         self._check_finite(

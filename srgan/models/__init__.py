@@ -16,6 +16,7 @@ from torch import nn
 
 from srgan.models.blocks import BLOCKS, build_block, registry_lookup
 from srgan.models.discriminators import (
+    Discriminator,
     ESRGANDiscriminator,
     PatchGANDiscriminator,
     SRGANDiscriminator,
@@ -30,7 +31,7 @@ GENERATORS: Final[dict[str, type[nn.Module]]] = {
     "stochastic": StochasticSRResNet,
 }
 
-DISCRIMINATORS: Final[dict[str, type[nn.Module]]] = {
+DISCRIMINATORS: Final[dict[str, type[Discriminator]]] = {
     "srgan": SRGANDiscriminator,
     "patchgan": PatchGANDiscriminator,
     "esrgan": ESRGANDiscriminator,
@@ -50,7 +51,7 @@ def build_generator(name: str, **kwargs: Any) -> nn.Module:
     return registry_lookup(GENERATORS, "generator", name)(**kwargs)
 
 
-def build_discriminator(name: str, **kwargs: Any) -> nn.Module:
+def build_discriminator(name: str, **kwargs: Any) -> Discriminator:
     """Build the discriminator registered as ``name`` with constructor ``kwargs``.
 
     Args:
@@ -67,6 +68,7 @@ __all__ = [
     "BLOCKS",
     "DISCRIMINATORS",
     "GENERATORS",
+    "Discriminator",
     "ESRGANDiscriminator",
     "PatchGANDiscriminator",
     "RRDBNet",

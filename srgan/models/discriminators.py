@@ -6,6 +6,7 @@ Wasserstein. With ``spectral_norm=True`` every conv and linear layer is wrapped 
 over the layer's scale, and per-batch statistics leak information between real and fake samples.
 """
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -35,6 +36,46 @@ def _conv_block(
     return layers
 
 
+class Discriminator(nn.Module):
+    """Base of the discriminators: :meth:`score_pair` scores a real and a fake batch."""
+
+    def score_pair(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits of ``real`` and of ``fake``, each batch normalised on its own statistics.
+
+        Equal to ``(self(real), self(fake))`` in that order, batch-norm running statistics
+        included; subclasses may share work between the two batches where that changes nothing.
+        """
+        return self(real), self(fake)
+
+
+class _PooledHeadDiscriminator(Discriminator):
+    """A conv stack (``features``), an adaptive ``pool`` and a dense ``classifier`` head."""
+
+    features: nn.Sequential
+    pool: nn.AdaptiveAvgPool2d
+    classifier: nn.Sequential
+    #: Spectral norm runs a power iteration per call, so one head call would change the result.
+    share_head: bool
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Score ``x`` ``(B, in_bands, H, W)``; returns ``(B, 1)`` logits (high = real)."""
+        return self.classifier(self.pool(self.features(x)))
+
+    def score_pair(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """Conv stack per batch (its batch norm must not mix them), dense head once on both.
+
+        The head has no batch norm, so one call on the concatenation computes the same logits;
+        its backward then writes the first dense layer's weight gradient (``features × 1024``,
+        most of the parameters) once instead of twice plus an addition. With spectral norm each
+        call advances the power iteration, so there the two batches take two calls as usual.
+        """
+        if not self.share_head:
+            return super().score_pair(real, fake)
+        pooled = torch.cat([self.pool(self.features(real)), self.pool(self.features(fake))])
+        real_logits, fake_logits = self.classifier(pooled).split([real.shape[0], fake.shape[0]])
+        return real_logits, fake_logits
+
+
 def _check_input_size(x: Tensor, min_size: int, name: str) -> None:
     if min(x.shape[-2:]) < min_size:
         raise ValueError(
@@ -43,7 +84,7 @@ def _check_input_size(x: Tensor, min_size: int, name: str) -> None:
         )
 
 
-class SRGANDiscriminator(nn.Module):
+class SRGANDiscriminator(_PooledHeadDiscriminator):
     """The SRGAN discriminator: strided 3×3 conv stack, adaptive pool, two dense layers.
 
     Block ``i`` has ``base_channels * 2 ** (i // 2)`` channels and stride 1 for even ``i``, 2 for
@@ -96,6 +137,7 @@ class SRGANDiscriminator(nn.Module):
             )
             channels = out_channels
         self.features = nn.Sequential(*layers)
+        self.share_head = not spectral_norm
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -104,12 +146,8 @@ class SRGANDiscriminator(nn.Module):
             _wrap(nn.Linear(fc_features, 1), spectral_norm),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Score ``x`` ``(B, in_bands, H, W)``; returns ``(B, 1)`` logits (high = real)."""
-        return self.classifier(self.pool(self.features(x)))
 
-
-class PatchGANDiscriminator(nn.Module):
+class PatchGANDiscriminator(Discriminator):
     """pix2pix PatchGAN: one logit per overlapping receptive field instead of per image.
 
     ``n_layers`` 4×4 stride-2 convs (channels doubling up to ``8 * base_channels``, no batch norm
@@ -162,7 +200,7 @@ class PatchGANDiscriminator(nn.Module):
         return self.model(x)
 
 
-class ESRGANDiscriminator(nn.Module):
+class ESRGANDiscriminator(_PooledHeadDiscriminator):
     """ESRGAN VGG-style discriminator with an adaptive pool, so any input >= 32 px works.
 
     Five stages of a 3×3 stride-1 conv and a 4×4 stride-2 conv (channels ``base``, ``2 base``,
@@ -204,6 +242,7 @@ class ESRGANDiscriminator(nn.Module):
             )
             channels = out_channels
         self.features = nn.Sequential(*layers)
+        self.share_head = not spectral_norm
         self.pool = nn.AdaptiveAvgPool2d(4)
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -215,4 +254,8 @@ class ESRGANDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Score ``x`` ``(B, in_bands, H, W)``; returns ``(B, 1)`` logits (high = real)."""
         _check_input_size(x, self.min_input_size, type(self).__name__)
-        return self.classifier(self.pool(self.features(x)))
+        return super().forward(x)
+
+    def score_pair(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        _check_input_size(real, self.min_input_size, type(self).__name__)
+        return super().score_pair(real, fake)

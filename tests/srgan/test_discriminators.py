@@ -1,5 +1,6 @@
 """Tests for srgan.models discriminators (tiny widths, 16–64 px HR inputs)."""
 
+import copy
 from typing import Any
 
 import pytest
@@ -103,6 +104,30 @@ def test_gradients_reach_every_parameter(name: str, spectral_norm: bool) -> None
     model(torch.rand(2, 4, 32, 32)).mean().backward()
     missing = [key for key, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient reached: {missing}"
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+@pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
+def test_score_pair_equals_two_forwards(name: str, spectral_norm: bool) -> None:
+    """Same logits, parameter gradients and batch-norm running statistics as two calls."""
+    torch.manual_seed(0)
+    paired = build_discriminator(name, in_bands=4, spectral_norm=spectral_norm, **TINY[name])
+    separate = copy.deepcopy(paired)
+    real, fake = torch.rand(3, 4, 32, 32), torch.rand(3, 4, 32, 32) * 0.5
+
+    real_logits, fake_logits = paired.score_pair(real, fake)
+    (real_logits.square().mean() + 3 * fake_logits.mean()).backward()
+    expected_real, expected_fake = separate(real), separate(fake)
+    (expected_real.square().mean() + 3 * expected_fake.mean()).backward()
+
+    torch.testing.assert_close(real_logits, expected_real)
+    torch.testing.assert_close(fake_logits, expected_fake)
+    assert not torch.equal(real_logits, fake_logits)
+    for (key, p), q in zip(paired.named_parameters(), separate.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None, key
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=key)
+    for (key, a), b in zip(paired.named_buffers(), separate.buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=key)
 
 
 @pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
