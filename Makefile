@@ -37,6 +37,25 @@ demo: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# The reference implementation (opensr-srgan 0.4.3) in its own venv, for `python -m bench
+# opensr:WORKLOAD` (see bench/reference_worker.py). Same torch and Lightning as ours; no
+# torchvision (no CPU build here): the worker stubs the modules it only imports.
+REF_VENV := bench/.venv-opensr
+REF_PIP := $(REF_VENV)/bin/pip install --constraint constraints.txt
+
+.PHONY: bench-reference-setup
+
+bench-reference-setup: $(REF_VENV)/.installed
+
+$(REF_VENV)/.installed: constraints.txt
+	test -x $(REF_VENV)/bin/python || $(PY) -m venv $(REF_VENV)
+	$(REF_PIP) --upgrade pip
+	$(REF_PIP) torch==2.13.0
+	$(REF_PIP) pytorch-lightning==2.6.6 torchmetrics==1.8.2 omegaconf==2.3.1 kornia==0.9.0 \
+		numpy==2.4.6 pillow==13.0.0
+	$(REF_PIP) opensr-srgan==0.4.3 --no-deps
+	touch $@
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 

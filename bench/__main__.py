@@ -1,14 +1,17 @@
 """``python -m bench [WORKLOAD ...]``: run benchmarks, write JSON and the RESULTS.md tables.
 
-Without arguments (``make bench``) it times the four issue #5 reference training workloads and
-the machine's compute peaks. Arguments are training workload specs (``BASE[+MOD...]``, see
-:mod:`bench.workloads`) or the suites ``datapath`` (Zarr loader vs training consumption),
-``quality`` (float32 vs bf16-mixed short training against bicubic), ``equivalence`` (do the
-speed switches change the numbers?) and ``overhead`` (logging, toggling, checks per call).
+Without arguments (``make bench``) it times the four issue #5 reference training workloads,
+the same four on opensr-srgan 0.4.3 (``opensr:BASE``, if ``make bench-reference-setup`` made its
+venv) and the machine's compute peaks. Arguments are training workload specs (``BASE[+MOD...]``
+or ``opensr:BASE``, see :mod:`bench.workloads`) or the suites ``datapath`` (Zarr loader vs
+training consumption), ``quality`` (float32 vs bf16-mixed short training against bicubic),
+``equivalence`` (do the speed switches change the numbers?) and ``overhead`` (logging, toggling,
+checks per call).
 
 Example::
 
     python -m bench pretrain pretrain+before --name step-before-after --profile 15
+    python -m bench adversarial opensr:adversarial --name vs-opensr
 """
 
 from __future__ import annotations
@@ -23,10 +26,27 @@ from typing import Any
 
 from bench import report
 from bench.system import machine
-from bench.training import BASELINE_REVISION, Settings, run_training, run_worker
-from bench.workloads import BASES, VARIANTS, WorkloadError, parse_spec
+from bench.training import (
+    BASELINE_REVISION,
+    REFERENCE_PYTHON,
+    Settings,
+    run_training,
+    run_worker,
+)
+from bench.workloads import BASES, OPENSR_PREFIX, VARIANTS, WorkloadError, parse_spec
 
 REFERENCE_WORKLOADS = ("pretrain", "adversarial", "small-pretrain", "small-adversarial")
+
+
+def default_workloads() -> list[str]:
+    """The reference workloads, and the same on opensr-srgan when its venv exists."""
+    if REFERENCE_PYTHON.exists():
+        return [*REFERENCE_WORKLOADS, *(f"{OPENSR_PREFIX}{w}" for w in REFERENCE_WORKLOADS)]
+    _log(
+        f"{REFERENCE_PYTHON} missing: no side-by-side opensr rows, the ratio column falls back "
+        "to the issue's figures (other machine); `make bench-reference-setup` adds them"
+    )
+    return list(REFERENCE_WORKLOADS)
 
 
 def _suite_datapath(args: argparse.Namespace) -> None:
@@ -122,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"bases: {', '.join(BASES)}\nvariants: {', '.join(VARIANTS)}\n"
+        f"reference: {OPENSR_PREFIX}BASE (opensr-srgan 0.4.3; make bench-reference-setup)\n"
         f"suites: {', '.join(SUITES)}",
     )
     parser.add_argument("workloads", nargs="*", help="workload specs or suite names")
@@ -139,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline-revision", default=BASELINE_REVISION, help="git revision of `+before`"
     )
     args = parser.parse_args(argv)
-    requested = args.workloads or list(REFERENCE_WORKLOADS)
+    requested = args.workloads or default_workloads()
     suites = [w for w in requested if w in SUITES]
     specs = [w for w in requested if w not in SUITES]
     try:

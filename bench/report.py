@@ -3,6 +3,10 @@
 ``RESULTS.md`` is shared with other benchmarks. This module only rewrites the generated blocks
 between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` inside the
 ``## Training speed (issue #5)`` section; prose around them and other sections are left alone.
+
+The "vs opensr 0.4.3" column divides the ``opensr:BASE`` row's time by each row of the same base
+when the result set has one (measured side by side); otherwise it falls back to the issue's
+figures (``reference_seconds``, measured on another machine) and says so in the cell.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Training speed (issue #5)"
 
 _GIB = 1024**3
+#: Prefix of the workloads timed on opensr-srgan (as :data:`bench.workloads.OPENSR_PREFIX`).
+OPENSR_PREFIX = "opensr:"
 
 
 def write_json(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
@@ -35,6 +41,19 @@ def _percent(part: float | None, whole: float | None) -> str:
     return "–" if not part or not whole else f"{100 * part / whole:.0f} %"
 
 
+def _vs_opensr(w: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
+    """The "vs opensr 0.4.3" cell: side by side if possible, else the issue's figures."""
+    if w["workload"].startswith(OPENSR_PREFIX):
+        return "reference"
+    s = w["seconds_per_iteration"]
+    reference = rows.get(f"{OPENSR_PREFIX}{w.get('base', w['workload'])}")
+    if reference:
+        return f"{reference['seconds_per_iteration'] / s:.2f}×"
+    if w.get("reference_seconds"):
+        return f"{w['reference_seconds'] / s:.2f}× (issue figures, other machine)"
+    return "–"
+
+
 def training_table(payload: dict[str, Any]) -> str:
     """Markdown table of one training result set (see :func:`bench.training.summarise`)."""
     peaks = payload.get("peaks") or {}
@@ -49,12 +68,11 @@ def training_table(payload: dict[str, Any]) -> str:
     for name, w in rows.items():
         s = w["seconds_per_iteration"]
         low, high = w["seconds_per_iteration_range"]
-        ref = w.get("reference_seconds")
         before = rows.get(f"{name}+before")
         speedup = f"{before['seconds_per_iteration'] / s:.2f}×" if before else "–"
         lines.append(
             f"| `{name}` | {s:.3f} ({low:.3f}–{high:.3f}) | {w['samples_per_second']:.1f}"
-            f" | {f'{ref / s:.2f}×' if ref else '–'}"
+            f" | {_vs_opensr(w, rows)}"
             f" | {speedup} | {w.get('cpu_seconds_per_iteration', float('nan')):.2f}"
             f" | {w['peak_rss_bytes'] / _GIB:.2f} GiB | {_gflops(w['flops_per_iteration'])}"
             f" | {_gflops(w['achieved_flops'])} | {_percent(w['achieved_flops'], conv_peak)}"
@@ -104,6 +122,18 @@ def render_training(payload: dict[str, Any]) -> str:
         "",
         training_table(payload),
     ]
+    side_by_side = [w for w in payload["workloads"] if w["workload"].startswith(OPENSR_PREFIX)]
+    if side_by_side:
+        versions = sorted({r.get("opensr_srgan", "?") for w in side_by_side for r in w["runs"]})
+        stubbed = sorted({m for w in side_by_side for r in w["runs"] for m in r["stubbed_modules"]})
+        parts += [
+            "",
+            f"`opensr:` rows: opensr-srgan {', '.join(versions)} (its own LightningModule and "
+            "training step, Lightning Trainer) in `bench/.venv-opensr`, same torch and threads, "
+            'interleaved with the other rows; "vs opensr 0.4.3" = the `opensr:` row\'s s/it ÷ '
+            "this row's. Stand-ins for modules it imports but never uses here: "
+            f"{', '.join(f'`{m}`' for m in stubbed) or 'none'}.",
+        ]
     if payload.get("peaks"):
         parts += ["", "Measured peaks in the same invocation (best of the before/after probes):"]
         parts += ["", peaks_table(payload["peaks"])]

@@ -4,9 +4,13 @@ Every run of every workload is a new ``python -m bench.worker`` process. Runs ar
 (run 1 of each workload, then run 2 of each, ...) so that a burst of load from other processes
 on this shared machine hits all workloads alike and ratios measured in one invocation stay fair.
 
+``opensr:`` workloads run ``python -m bench.reference_worker`` with the reference venv's
+interpreter (:data:`REFERENCE_PYTHON`, ``make bench-reference-setup``) in the same round-robin,
+so the ratio to opensr-srgan 0.4.3 is measured side by side.
+
 Example::
 
-    summaries = run_training([parse_spec("pretrain"), parse_spec("pretrain+before")], Settings())
+    summaries = run_training([parse_spec("pretrain"), parse_spec("opensr:pretrain")], Settings())
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from bench.workloads import BATCH_SIZE, HR_SIZE, WorkloadSpec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: The last revision before the issue #5 training-step optimisations (the ``+before`` code).
 BASELINE_REVISION = "75301b0"
-#: opensr-srgan 0.4.3 on this machine, s/iteration (median of 3 runs), from the issue.
+#: The venv of the reference implementation, opensr-srgan 0.4.3 (``make bench-reference-setup``).
+REFERENCE_PYTHON = REPO_ROOT / "bench" / ".venv-opensr" / "bin" / "python"
+#: opensr-srgan 0.4.3, s/iteration (median of 3 runs), as the issue reports them: measured on
+#: another machine. Only a fallback for result sets without side-by-side ``opensr:`` rows.
 REFERENCE_SECONDS = {
     "pretrain": 0.50,
     "adversarial": 1.40,
@@ -76,8 +83,14 @@ def export_revision(revision: str, into: Path) -> Path:
     return into
 
 
-def run_worker(module: str, job: dict[str, Any], env: dict[str, str], timeout_s: float) -> dict:
-    """Run ``python -m <module> JOB RESULT`` in a fresh process; returns its result and load.
+def run_worker(
+    module: str,
+    job: dict[str, Any],
+    env: dict[str, str],
+    timeout_s: float,
+    python: str | Path = sys.executable,
+) -> dict:
+    """Run ``<python> -m <module> JOB RESULT`` in a fresh process; returns its result and load.
 
     Raises:
         BenchError: the worker exited non-zero or timed out.
@@ -88,7 +101,7 @@ def run_worker(module: str, job: dict[str, Any], env: dict[str, str], timeout_s:
         probe = LoadProbe.start()
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", module, str(job_path), str(result_path)],
+                [str(python), "-m", module, str(job_path), str(result_path)],
                 cwd=REPO_ROOT,
                 env={**os.environ, **env},
                 capture_output=True,
@@ -106,6 +119,13 @@ def run_worker(module: str, job: dict[str, Any], env: dict[str, str], timeout_s:
 
 
 def _job(spec: WorkloadSpec, settings: Settings, baseline_root: Path | None) -> dict[str, Any]:
+    if spec.opensr is not None:
+        return {
+            "workload": spec.opensr,
+            "threads": spec.threads,
+            "warmup": settings.warmup,
+            "iterations": settings.iterations,
+        }
     return {
         "overrides": spec.overrides,
         "threads": spec.threads,
@@ -119,6 +139,12 @@ def _job(spec: WorkloadSpec, settings: Settings, baseline_root: Path | None) -> 
     }
 
 
+def _run_one(spec: WorkloadSpec, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    if spec.opensr is not None:
+        return run_worker("bench.reference_worker", job, spec.env, timeout_s, REFERENCE_PYTHON)
+    return run_worker("bench.worker", job, spec.env, timeout_s)
+
+
 def summarise(spec: WorkloadSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per run the median interval; over runs the median and range, plus FLOPs and RSS."""
     per_run = [statistics.median(r["seconds_per_iteration"]) for r in runs]
@@ -127,6 +153,7 @@ def summarise(spec: WorkloadSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "workload": spec.name,
         "base": spec.base,
+        "implementation": f"opensr-srgan {runs[0]['opensr_srgan']}" if spec.opensr else "srgan",
         "seconds_per_iteration": median,
         "seconds_per_iteration_range": [min(per_run), max(per_run)],
         "seconds_per_iteration_runs": per_run,
@@ -158,6 +185,11 @@ def run_training(
     Raises:
         BenchError: a worker failed or the baseline revision cannot be exported.
     """
+    if any(s.opensr for s in specs) and not REFERENCE_PYTHON.exists():
+        raise BenchError(
+            f"opensr: workloads need the reference venv ({REFERENCE_PYTHON} is missing); "
+            "run `make bench-reference-setup`"
+        )
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
     with tempfile.TemporaryDirectory(prefix="s2sr-bench-baseline-") as tmp:
         baseline = None
@@ -166,7 +198,7 @@ def run_training(
         for index in range(settings.runs):
             for spec in specs:
                 job = {**_job(spec, settings, baseline), "profile_top": None}
-                result = run_worker("bench.worker", job, spec.env, settings.timeout_s)
+                result = _run_one(spec, job, settings.timeout_s)
                 runs[spec.name].append(result)
                 per_it = statistics.median(result["seconds_per_iteration"])
                 log(
@@ -177,6 +209,9 @@ def run_training(
         if settings.profile_top:
             # an extra run: the profiler's overhead must not reach the timed runs
             for spec, summary in zip(specs, summaries, strict=True):
+                if spec.opensr is not None:
+                    log(f"no profile for {spec.name}: the reference worker does not profile")
+                    continue
                 job = {**_job(spec, settings, baseline), "count_flops": False}
                 profiled = run_worker("bench.worker", job, spec.env, settings.timeout_s)
                 summary["profile"] = profiled["profile"]

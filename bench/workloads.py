@@ -4,10 +4,15 @@ A workload spec reads ``BASE[+MOD...]``: ``BASE`` is one of :data:`BASES` and ea
 either a named variant from :data:`VARIANTS` or a ``dotted.key=value`` config override (the
 value parsed as YAML), e.g. ``adversarial+bf16`` or ``pretrain+trainer.channels_last=false``.
 
+``opensr:BASE`` (e.g. ``opensr:adversarial``) is the same workload on the reference
+implementation, opensr-srgan 0.4.3, run by :mod:`bench.reference_worker` in its own venv; it
+takes no variants, and only bases the reference can express (see :func:`opensr_workload`).
+
 Example::
 
     spec = parse_spec("small-adversarial+before")
     spec.overrides["schedule"]["pretrain_iterations"]  # 0
+    parse_spec("opensr:pretrain").opensr["phase"]  # "pretrain"
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srgan.cli import parse_set
-from srgan.config import deep_merge
+from srgan.config import TrainingConfig, deep_merge, load_config
 
 #: The reference networks (SRGAN paper sizes) and the reduced "small" generator.
 _REFERENCE_GENERATOR = {
@@ -135,6 +140,78 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+#: Prefix of a workload spec timed on the reference implementation, opensr-srgan 0.4.3.
+OPENSR_PREFIX = "opensr:"
+#: Settings a workload must have for opensr-srgan 0.4.3 to run the same thing: its SRGAN
+#: discriminator hard-codes width, pool and FC size, and this benchmark drives no schedule
+#: boundary (the reference counts its schedules in optimizer steps, two per adversarial batch).
+_OPENSR_FIXED: dict[str, Any] = {
+    "generator.name": "srresnet",
+    "generator.block": "standard",
+    "generator.bicubic_skip": False,
+    "discriminator.name": "srgan",
+    "discriminator.base_channels": 64,
+    "discriminator.pool_size": 6,
+    "discriminator.fc_features": 1024,
+    "discriminator.spectral_norm": False,
+    "discriminator.joint_real_fake": False,
+    "losses.sam_weight": 0.0,
+    "losses.tv_weight": 0.0,
+    "losses.perceptual_weight": 0.0,
+    "losses.adversarial": "bce",
+    "losses.real_label": 1.0,
+    "losses.r1_gamma": 0.0,
+    "schedule.ramp_iterations": 0,
+    "optim.generator.warmup_iterations": 0,
+    "optim.discriminator.warmup_iterations": 0,
+    "optim.generator.grad_clip_norm": None,
+    "optim.discriminator.grad_clip_norm": None,
+    "ema.enabled": False,
+    "trainer.precision": "32-true",
+}
+
+
+def _resolve(cfg: TrainingConfig, dotted: str) -> Any:
+    value: Any = cfg
+    for key in dotted.split("."):
+        value = getattr(value, key)
+    return value
+
+
+def opensr_workload(overrides: dict[str, Any]) -> dict[str, Any]:
+    """What :mod:`bench.reference_worker` needs to run ``overrides`` on opensr-srgan 0.4.3.
+
+    Raises:
+        WorkloadError: the workload sets something the reference cannot express, or switches
+            phase inside a run.
+    """
+    cfg = load_config("cpu-tiny", deep_merge(overrides, {"schedule": {"max_iterations": 1}}))
+    for dotted, wanted in _OPENSR_FIXED.items():
+        if (value := _resolve(cfg, dotted)) != wanted:
+            raise WorkloadError(f"opensr-srgan cannot run {dotted}={value!r}: needs {wanted!r}")
+    if cfg.schedule.pretrain_iterations not in (0, _FOREVER):
+        raise WorkloadError("opensr workloads are all pretraining or all adversarial")
+    g = cfg.generator
+    return {
+        "phase": "pretrain" if cfg.schedule.pretrain_iterations else "adversarial",
+        "bands": cfg.in_bands,
+        "scale": cfg.data.scale,
+        "batch_size": cfg.data.batch_size,
+        "hr_size": HR_SIZE,
+        "generator": {
+            "channels": g.channels,
+            "n_blocks": g.n_blocks,
+            "large_kernel": g.large_kernel,
+            "small_kernel": g.small_kernel,
+        },
+        "discriminator": {"n_blocks": cfg.discriminator.n_blocks},
+        "l1_weight": cfg.losses.l1_weight,
+        "adv_weight": cfg.losses.adv_weight,
+        "lr_g": cfg.optim.generator.lr,
+        "lr_d": cfg.optim.discriminator.lr,
+    }
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """A parsed workload spec: everything a worker process needs besides the code to run."""
@@ -146,6 +223,8 @@ class WorkloadSpec:
     threads: int
     env: dict[str, str]
     patches: tuple[str, ...] = ()
+    #: For ``opensr:`` specs the reference worker's workload (:func:`opensr_workload`).
+    opensr: dict[str, Any] | None = None
 
 
 class WorkloadError(ValueError):
@@ -158,6 +237,8 @@ def parse_spec(spec: str) -> WorkloadSpec:
     Raises:
         WorkloadError: unknown base or variant, with the valid names.
     """
+    if spec.startswith(OPENSR_PREFIX):
+        return _parse_opensr(spec)
     base, *mods = spec.split("+")
     if base not in BASES:
         raise WorkloadError(f"unknown workload {base!r}; choose one of: {', '.join(BASES)}")
@@ -182,3 +263,18 @@ def parse_spec(spec: str) -> WorkloadSpec:
         env.update(variant.env)
         patches += variant.patches
     return WorkloadSpec(spec, base, overrides, baseline_code, threads, env, patches)
+
+
+def _parse_opensr(spec: str) -> WorkloadSpec:
+    base = spec.removeprefix(OPENSR_PREFIX)
+    if "+" in base:
+        raise WorkloadError(f"{spec!r}: opensr workloads take no variants")
+    if base not in BASES:
+        raise WorkloadError(
+            f"unknown workload {spec!r}; choose {OPENSR_PREFIX}BASE with BASE one of: "
+            + ", ".join(BASES)
+        )
+    overrides = BASES[base]
+    return WorkloadSpec(
+        spec, base, overrides, False, REFERENCE_THREADS, {}, opensr=opensr_workload(overrides)
+    )
