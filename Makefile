@@ -34,7 +34,7 @@ test-fast: setup
 demo: setup
 	bash deployments/demo.sh
 
-bench: setup
+bench: setup bench-reference-setup
 	$(BIN)/python -m bench
 
 # The reference implementation (opensr-srgan 0.4.3) in its own venv, for `python -m bench
