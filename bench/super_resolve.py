@@ -102,8 +102,8 @@ def child(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         compress=args.compress,
-        compress_level=args.level,
         device="cpu",
+        **({} if args.level is None else {"compress_level": args.level}),
     ).as_dict()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["output_mb"] = os.path.getsize(args.out) / 2**20
@@ -178,7 +178,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overlap", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--compress", default="deflate", choices=["deflate", "zstd", "lzw"])
-    parser.add_argument("--level", type=int, default=None, help="compression level")
+    parser.add_argument(
+        "--level", type=int, default=None, help="compression level (default: the library's, 1)"
+    )
     parser.add_argument("--work-dir", default=None, help="for the scenes and outputs")
     parser.add_argument("--child", nargs=3, metavar=("SCENE", "CKPT", "OUT"), default=None)
     return parser.parse_args(argv)

@@ -153,7 +153,7 @@ def super_resolve_scene(
     device: str | None = None,
     dtype: OutputDType = "uint16",
     compress: Compression = "deflate",
-    compress_level: int | None = None,
+    compress_level: int | None = 1,
     overwrite: bool = False,
     resolution: float | None = None,
     resampling: str | None = None,
@@ -184,7 +184,8 @@ def super_resolve_scene(
         dtype: ``"uint16"`` reflectance ×10000 (nodata: the scene's, or 0) or ``"float32"``
             reflectance (nodata: ``nan``).
         compress: COG compression (``deflate``, ``zstd``, ``lzw``).
-        compress_level: Its level (deflate 1-9, zstd 1-22); default: GDAL's (6 and 9).
+        compress_level: Its level (deflate 1-9, zstd 1-22, ignored for lzw); default 1, the
+            fastest (``None``: GDAL's default, 6 for deflate and 9 for zstd).
         overwrite: Replace an existing output.
         resolution, resampling: Passed to :func:`~datasets.scenes.open_scene`.
         storage_options: s3fs options for ``s3://`` scenes and outputs.

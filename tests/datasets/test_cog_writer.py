@@ -42,7 +42,9 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-@pytest.mark.parametrize(("rows", "compress"), [(52, "deflate"), (TEMP_BLOCK + 4, "zstd")])
+@pytest.mark.parametrize(
+    ("rows", "compress"), [(52, "deflate"), (TEMP_BLOCK + 4, "zstd"), (100, "lzw")]
+)
 def test_strips_round_trip_into_a_valid_cog(tmp_path, rows, compress):
     data = pixels()
     out = tmp_path / "sub" / "out.tif"
