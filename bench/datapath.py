@@ -11,6 +11,7 @@ Run alone: ``python -m bench datapath``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import sys
@@ -63,7 +64,7 @@ def loader_rate(job: dict[str, Any]) -> dict[str, Any]:
             if len(stamps) == warmup + wanted:
                 break
     seconds = stamps[-1] - stamps[warmup - 1]
-    intervals = [b - a for a, b in zip(stamps[warmup - 1 :], stamps[warmup:], strict=True)]
+    intervals = [b - a for a, b in itertools.pairwise(stamps[warmup - 1 :])]
     return {
         "samples_per_second": samples / seconds,
         "median_batch_seconds": statistics.median(intervals),
