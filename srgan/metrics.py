@@ -104,10 +104,15 @@ class SRValidationMetrics(nn.Module):
 
     @torch.no_grad()
     def update(self, sr: Tensor, lr: Tensor, hr: Tensor) -> Tensor:
-        """Accumulate one batch; returns the clamped bicubic upsampling for previews."""
-        bicubic = bicubic_upsample(lr, self.scale).clamp(self.low, self.high)
-        self.model.update(sr.float().clamp(self.low, self.high), hr.float())
-        self.bicubic.update(bicubic.float(), hr.float())
+        """Accumulate one batch; returns the clamped bicubic upsampling for previews.
+
+        Always in float32: under bf16-mixed validation the autocast would otherwise run the
+        bicubic baseline and SSIM's Gaussian convolutions in bfloat16 and shift the scores.
+        """
+        with torch.autocast(device_type=sr.device.type, enabled=False):
+            bicubic = bicubic_upsample(lr.float(), self.scale).clamp(self.low, self.high)
+            self.model.update(sr.float().clamp(self.low, self.high), hr.float())
+            self.bicubic.update(bicubic, hr.float())
         return bicubic
 
     def compute(self) -> dict[str, float]:

@@ -53,6 +53,21 @@ def test_metrics_accumulate_over_batches_and_reset(pairs):
     assert parts.compute()["val_metrics/l1"] == pytest.approx(0.0, abs=1e-7)
 
 
+def test_metrics_under_bf16_autocast_are_the_float32_ones(pairs):
+    """bf16-mixed validation must not compute the baseline or SSIM in bfloat16."""
+    lr, hr = pairs
+    sr = bicubic_upsample(lr, 4) * 0.95
+    plain = SRValidationMetrics(4, 1.0, 4)
+    plain.update(sr, lr, hr)
+    mixed = SRValidationMetrics(4, 1.0, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bicubic = mixed.update(sr, lr, hr)
+    assert bicubic.dtype == torch.float32
+    expected, got = plain.compute(), mixed.compute()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+
+
 def test_sam_of_black_output_is_finite(pairs):
     lr, hr = pairs
     metrics = SRValidationMetrics(4, 1.0, 4)
