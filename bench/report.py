@@ -5,8 +5,8 @@ between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` inside the
 ``## Training speed (issue #5)`` section; prose around them and other sections are left alone.
 
 The "vs opensr 0.4.3" column divides the ``opensr:BASE`` row's time by each row of the same base
-when the result set has one (measured side by side); otherwise it falls back to the issue's
-figures (``reference_seconds``, measured on another machine) and says so in the cell.
+when the result set has one (measured side by side on the same machine); otherwise it is empty:
+figures measured on another CPU do not compare.
 """
 
 from __future__ import annotations
@@ -42,15 +42,13 @@ def _percent(part: float | None, whole: float | None) -> str:
 
 
 def _vs_opensr(w: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
-    """The "vs opensr 0.4.3" cell: side by side if possible, else the issue's figures."""
+    """The "vs opensr 0.4.3" cell: the side-by-side ratio, or "–" without ``opensr:`` rows."""
     if w["workload"].startswith(OPENSR_PREFIX):
         return "reference"
     s = w["seconds_per_iteration"]
     reference = rows.get(f"{OPENSR_PREFIX}{w.get('base', w['workload'])}")
     if reference:
         return f"{reference['seconds_per_iteration'] / s:.2f}×"
-    if w.get("reference_seconds"):
-        return f"{w['reference_seconds'] / s:.2f}× (issue figures, other machine)"
     return "–"
 
 

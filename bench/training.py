@@ -35,14 +35,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REVISION = "75301b0"
 #: The venv of the reference implementation, opensr-srgan 0.4.3 (``make bench-reference-setup``).
 REFERENCE_PYTHON = REPO_ROOT / "bench" / ".venv-opensr" / "bin" / "python"
-#: opensr-srgan 0.4.3, s/iteration (median of 3 runs), as the issue reports them: measured on
-#: another machine. Only a fallback for result sets without side-by-side ``opensr:`` rows.
-REFERENCE_SECONDS = {
-    "pretrain": 0.50,
-    "adversarial": 1.40,
-    "small-pretrain": 0.147,
-    "small-adversarial": 1.05,
-}
 
 
 class BenchError(RuntimeError):
@@ -171,7 +163,6 @@ def summarise(spec: WorkloadSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "threads": runs[0]["threads"],
         "precision": runs[0]["precision"],
         "srgan_path": runs[0]["srgan_path"],
-        "reference_seconds": REFERENCE_SECONDS.get(spec.name),
         "runs": runs,
     }
     return summary
