@@ -28,7 +28,9 @@ class PatchDataModule(LightningDataModule):
 
     Args:
         store_uri: patch store URI (local path or URL).
-        batch_size: pairs per batch.
+        batch_size: pairs per train batch.
+        val_batch_size: pairs per validation batch (``None``: ``batch_size``); validation keeps
+            no gradients, so it can usually take larger batches.
         num_workers: DataLoader worker processes (kept alive across epochs when > 0).
         normalisation: name in :data:`~datasets.normalise.NORMALISATIONS`.
         version: store version to read (``None``: the latest at :meth:`setup`).
@@ -50,6 +52,7 @@ class PatchDataModule(LightningDataModule):
         store_uri: str,
         batch_size: int = 16,
         num_workers: int = 0,
+        val_batch_size: int | None = None,
         normalisation: str = "normalise_10k",
         version: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
@@ -60,6 +63,7 @@ class PatchDataModule(LightningDataModule):
         super().__init__()
         self.store_uri = str(store_uri)
         self.batch_size = batch_size
+        self.val_batch_size = batch_size if val_batch_size is None else val_batch_size
         self.num_workers = num_workers
         self.normalisation = normalisation
         self.version = version
@@ -140,5 +144,8 @@ class PatchDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """Val batches in store order (no augmentation)."""
         return DataLoader(
-            self._split("val"), batch_size=self.batch_size, shuffle=False, **self._loader_options()
+            self._split("val"),
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            **self._loader_options(),
         )

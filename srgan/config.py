@@ -218,6 +218,17 @@ class TrainingConfig(_Strict):
             raise ValueError(
                 f"validation.preview_bands {bad} out of range for {n_bands} bands {self.data.bands}"
             )
+        if n_bands == 1:
+            # the spectral angle needs at least two bands; validation does not compute it
+            for key, metric in (
+                ("optim.plateau_metric", self.optim.plateau_metric),
+                ("validation.best_metric", self.validation.best_metric),
+            ):
+                if metric == "sam":
+                    raise ValueError(
+                        f"{key}: sam needs at least 2 bands, data.bands has 1 "
+                        f"({self.data.bands[0]}); choose l1, psnr, ssim or ergas"
+                    )
         return self
 
     @property

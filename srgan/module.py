@@ -172,6 +172,15 @@ class SRGANModule(LightningModule):
         ]
         return [opt_g, opt_d], schedulers
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        # A run resumed after it already reached max_iterations (a finished run re-run into the
+        # same directory, a retry after a failure past the last step) must not train further.
+        max_it = self.config.schedule.max_iterations
+        if max_it is not None and self.iteration >= max_it:
+            self.trainer.should_stop = True
+            return -1  # Lightning: skip this batch and end the epoch
+        return None
+
     def on_train_start(self) -> None:
         # A resumed optimizer carries the "fused" flag and the state layout it was saved with.
         for optimizer in self.trainer.optimizers:
@@ -311,13 +320,21 @@ class SRGANModule(LightningModule):
             "(optim.*.grad_clip_norm) or check the input data for NaN."
         )
 
+    def _discriminator_iteration(self) -> int | None:
+        """Batches D has trained on before this one; ``None`` while D waits out pretraining."""
+        if self.is_pretraining():
+            return None
+        return self.iteration - self.config.schedule.pretrain_iterations
+
     def _step_warmup(self) -> None:
         warm_g, warm_d, _, _ = self.lr_schedulers()  # type: ignore[misc]
         o = self.config.optim
-        # stepping stops after warm-up so it never overrides a plateau reduction
+        # stepping stops after warm-up so it never overrides a plateau reduction;
+        # D's warm-up starts with its first step, not while it is frozen in pretraining
         if self.iteration < o.generator.warmup_iterations:
             warm_g.step()
-        if self.iteration < o.discriminator.warmup_iterations:
+        d_iteration = self._discriminator_iteration()
+        if d_iteration is not None and d_iteration < o.discriminator.warmup_iterations:
             warm_d.step()
 
     def _train_metrics(self, sr: Tensor, hr: Tensor) -> dict[str, Tensor]:
@@ -370,7 +387,9 @@ class SRGANModule(LightningModule):
         assert isinstance(plateau_g, ReduceLROnPlateau) and isinstance(plateau_d, ReduceLROnPlateau)
         if self.iteration >= o.generator.warmup_iterations:
             plateau_g.step(value)
-        if self.iteration >= o.discriminator.warmup_iterations:
+        # the iteration counter has already moved past the last trained batch
+        d_trained = self.iteration - self.config.schedule.pretrain_iterations
+        if d_trained >= max(1, o.discriminator.warmup_iterations):
             plateau_d.step(value)
 
     def _write_preview(self) -> None:

@@ -19,6 +19,7 @@ def datamodule_for(data: DataConfig, stage: str = "fit") -> PatchDataModule:
     dm = PatchDataModule(
         data.store,
         batch_size=data.batch_size,
+        val_batch_size=data.val_batch_size,
         num_workers=data.num_workers,
         normalisation=data.normalisation,
         version=data.version,

@@ -162,3 +162,14 @@ def test_bad_arguments_are_refused(store: str) -> None:
         PatchDataset(store, "train", normalisation="minmax")
     with pytest.raises(ValueError, match="unknown split"):
         PatchDataset(store, "test")
+
+
+def test_training_config_sets_the_validation_batch_size(store: str) -> None:
+    from srgan.config import load_config
+    from tasks.data import datamodule_for
+
+    cfg = load_config("cpu-tiny", {"data": {"store": store, "batch_size": 2, "val_batch_size": 5}})
+    dm = datamodule_for(cfg.data)
+    assert next(iter(dm.train_dataloader()))[0].shape[0] == 2
+    sizes = [len(b[0]) for b in dm.val_dataloader()]
+    assert sizes[0] == min(5, sum(sizes)) and max(sizes) <= 5

@@ -14,7 +14,12 @@ TINY: dict[str, Any] = {
     "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
     "ema": {"start_iteration": 2, "decay": 0.9},
     "validation": {"every_n_iterations": 5, "train_metrics_every": 2},
-    "trainer": {"checkpoint_every_n_iterations": 4, "log_every_n_iterations": 1},
+    # CPU even where a GPU exists: the resume tests compare weights bit for bit
+    "trainer": {
+        "checkpoint_every_n_iterations": 4,
+        "log_every_n_iterations": 1,
+        "accelerator": "cpu",
+    },
 }
 
 

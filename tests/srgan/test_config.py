@@ -41,6 +41,21 @@ def test_bad_choice_lists_choices():
         ({"data": {"scale": 3}}, "data.scale"),
         ({"validation": {"preview_bands": [7]}}, "preview_bands"),
         ({"schedule": {"max_iterations": None}, "trainer": {"max_epochs": None}}, "max_iterations"),
+        (
+            {
+                "data": {"bands": ["B08"]},
+                "validation": {"preview_bands": [0, 0, 0], "best_metric": "sam"},
+            },
+            "best_metric: sam needs at least 2 bands",
+        ),
+        (
+            {
+                "data": {"bands": ["B08"]},
+                "validation": {"preview_bands": [0, 0, 0]},
+                "optim": {"plateau_metric": "sam"},
+            },
+            "plateau_metric: sam needs at least 2 bands",
+        ),
     ],
 )
 def test_invalid_values_refused(overrides, message):

@@ -185,3 +185,39 @@ def test_gradient_clipping_limits_norm(make_config, datamodule, tmp_path):
     trainer, _ = build_trainer(cfg, tmp_path)
     trainer.fit(module, datamodule=datamodule)
     assert seen and max(seen) <= 1e-3 * 1.01
+
+
+def test_rerun_of_a_finished_run_trains_no_further(make_config, datamodule, recorder, tmp_path):
+    cfg = make_config(schedule={"max_iterations": 6})
+    first = fit(cfg, datamodule, tmp_path, final_validation=False)
+    assert first.iteration == 6
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = torch.load(last, weights_only=True)["state_dict"]
+
+    again = fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    assert again.iteration == 6 and recorder.steps == []
+    after = torch.load(last, weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_discriminator_warmup_starts_with_its_first_step(
+    make_config, datamodule, recorder, tmp_path
+):
+    cfg = make_config(optim={"discriminator": {"lr": 0.01, "warmup_iterations": 2}})
+    fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    lrs = [s["lr/discriminator"] for s in recorder.steps]
+    # pretraining is 3 batches: D's LR stays at the first warm-up value until D trains
+    assert lrs == pytest.approx([0.005] * 4 + [0.01] * 6)
+
+
+def test_discriminator_plateau_waits_for_adversarial_training(
+    make_config, datamodule, recorder, tmp_path
+):
+    cfg = make_config(
+        optim={"discriminator": {"lr": 0.01, "plateau_patience": 0, "plateau_factor": 0.1}},
+        schedule={"pretrain_iterations": 8, "max_iterations": 10},
+        validation={"every_n_iterations": 2},
+    )
+    fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
+    # four validations during pretraining could each cut D's LR; D must start at its full LR
+    assert recorder.steps[8]["lr/discriminator"] == pytest.approx(0.01)
