@@ -148,8 +148,9 @@ class SRGANModule(LightningModule):
             self.discriminator.compile()
         s = self.config.schedule
         log.info(
-            "SRGAN fit from iteration %d: pretraining until %d, adversarial ramp (%s) over %d, "
-            "beta=%g, EMA %s",
+            "SRGAN fit (Lightning %s, manual optimization) from iteration %d: pretraining until "
+            "%d, adversarial ramp (%s) over %d, beta=%g, EMA %s",
+            lightning.__version__,
             self.iteration,
             s.pretrain_iterations,
             s.ramp,

@@ -149,16 +149,17 @@ def test_each_objective_trains_with_r1(objective, make_config, datamodule, recor
     assert recorder.steps[-1]["discriminator/r1_penalty"] > 0
 
 
-def test_gradient_clipping_limits_norm(make_config, datamodule, tmp_path):
+def test_gradient_clipping_limits_norm_of_both_networks(make_config, datamodule, tmp_path):
     cfg = make_config(
-        optim={"generator": {"grad_clip_norm": 1e-3, "lr": 1.0}}, schedule={"max_iterations": 2}
+        optim={
+            "generator": {"grad_clip_norm": 1e-3, "lr": 1.0},
+            "discriminator": {"grad_clip_norm": 2e-3, "lr": 1.0},
+        },
+        schedule={"pretrain_iterations": 1, "max_iterations": 3},
     )
-    seen = []
-
-    class Spy(torch.optim.Adam):
-        pass
-
     module = SRGANModule(cfg)
+    g_params = {id(p) for p in module.generator.parameters()}
+    seen: dict[str, list[float]] = {"generator": [], "discriminator": []}
     original = module.clip_gradients
 
     def clip(optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
@@ -167,24 +168,20 @@ def test_gradient_clipping_limits_norm(make_config, datamodule, tmp_path):
             gradient_clip_val=gradient_clip_val,
             gradient_clip_algorithm=gradient_clip_algorithm,
         )
-        norm = torch.norm(
-            torch.stack(
-                [
-                    p.grad.norm()
-                    for g in optimizer.param_groups
-                    for p in g["params"]
-                    if p.grad is not None
-                ]
-            )
-        )
-        seen.append(float(norm))
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        net = "generator" if id(params[0]) in g_params else "discriminator"
+        seen[net].append(float(norm))
 
     module.clip_gradients = clip  # type: ignore[method-assign]
     from srgan.train import build_trainer
 
     trainer, _ = build_trainer(cfg, tmp_path)
     trainer.fit(module, datamodule=datamodule)
-    assert seen and max(seen) <= 1e-3 * 1.01
+    # one pretraining batch (G only), then two adversarial batches (D and G)
+    assert len(seen["generator"]) == 3 and len(seen["discriminator"]) == 2
+    assert max(seen["generator"]) <= 1e-3 * 1.01
+    assert max(seen["discriminator"]) <= 2e-3 * 1.01
 
 
 def test_rerun_of_a_finished_run_trains_no_further(make_config, datamodule, recorder, tmp_path):
@@ -221,3 +218,15 @@ def test_discriminator_plateau_waits_for_adversarial_training(
     fit(cfg, datamodule, tmp_path, callbacks=[recorder], final_validation=False)
     # four validations during pretraining could each cut D's LR; D must start at its full LR
     assert recorder.steps[8]["lr/discriminator"] == pytest.approx(0.01)
+
+
+def test_runtime_checks_are_logged(make_config, datamodule, tmp_path, caplog):
+    import lightning
+
+    caplog.set_level("INFO", logger="srgan.module")
+    fit(make_config(), datamodule, tmp_path, final_validation=False)
+    text = caplog.text
+    assert f"Lightning {lightning.__version__}, manual optimization" in text
+    assert "pretraining until 3" in text and "EMA from iteration 2" in text
+    assert "iteration 3: pretraining done, adversarial training starts" in text
+    assert "iteration 2: EMA of the generator starts" in text
