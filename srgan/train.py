@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning
 import torch
@@ -48,16 +48,24 @@ class FitResult:
     metric_history: list[dict[str, float]] = field(default_factory=list)
 
 
-def default_precision() -> str:
-    """bf16-mixed on a GPU, float32 elsewhere."""
-    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+def default_precision(accelerator: str = "auto") -> str:
+    """bf16-mixed when the run goes on a CUDA GPU, float32 elsewhere.
+
+    Args:
+        accelerator: ``trainer.accelerator``. ``gpu``, ``cuda`` and ``auto`` run on CUDA when it
+            is available; ``cpu`` (or any other accelerator) means float32 even on a GPU machine.
+    """
+    on_cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_cuda else "32-true"
 
 
-def device_name() -> str:
-    """A human-readable name of the device training will use."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"cpu ({torch.get_num_threads()} threads)"
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the device a run trained on (its root device)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
 
 
 def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
@@ -84,16 +92,13 @@ def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
     log.info("warm-started generator, discriminator and EMA from %s", checkpoint_uri)
 
 
-#: Lightning's DDP strategy names and how each starts its worker processes.
-_DDP_START_METHODS: dict[str, Literal["popen", "spawn", "fork", "forkserver"]] = {
-    "ddp": "popen",
-    "ddp_spawn": "spawn",
-    "ddp_fork": "fork",
-    "ddp_notebook": "fork",
-}
+#: Lightning's DDP strategies that start their ranks in new processes (spawn or fork) from the
+#: calling one. ``fit`` reads the module's iteration counter, metrics and preview path back from
+#: its own process, and those would stay in the started ranks.
+_SPAWNING_DDP = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
-def _devices_per_node(t: TrainerConfig) -> int:
+def devices_per_node(t: TrainerConfig) -> int:
     """How many devices ``trainer.accelerator`` and ``trainer.devices`` select on each node."""
     devices = t.devices
     if isinstance(devices, str) and "," in devices:  # Lightning reads "1,3" as ids, "2" as a count
@@ -112,26 +117,34 @@ def trainer_strategy(t: TrainerConfig) -> str | Strategy:
     Each backward of the SRGAN step reaches one network only (D's loss sees a detached SR image,
     G's loss a D whose parameters are toggled off, and pretraining never runs D), so DDP has to
     look for unused parameters at every backward; otherwise its reducer waits for gradients that
-    never come and the second step fails. Every DDP name (``ddp``, ``ddp_spawn``, ``ddp_fork``,
-    ``ddp_notebook``, also with the suffix ``_find_unused_parameters_true``) therefore becomes a
-    :class:`~lightning.pytorch.strategies.DDPStrategy` with ``find_unused_parameters=True``, and
-    ``auto`` on several devices or nodes means ``ddp``, as in Lightning. Other names (``fsdp``,
-    ``deepspeed``, ...) go to Lightning unchanged.
+    never come and the second step fails. ``ddp`` (also ``ddp_find_unused_parameters_true``)
+    therefore becomes a :class:`~lightning.pytorch.strategies.DDPStrategy` with
+    ``find_unused_parameters=True``, and ``auto`` on several devices or nodes means ``ddp``, as in
+    Lightning. Other names (``fsdp``, ``deepspeed``, ...) go to Lightning unchanged.
 
     Raises:
-        ConfigError: a DDP name that turns the detection of unused parameters off.
+        ConfigError: ``ddp_spawn``, ``ddp_fork`` or ``ddp_notebook`` (their ranks run in child
+            processes, and the iteration counter and results of the fit stay there), or a DDP
+            name that turns the detection of unused parameters off.
     """
     name = t.strategy
-    if name == "auto" and _devices_per_node(t) * t.num_nodes > 1:
+    if name == "auto" and devices_per_node(t) * t.num_nodes > 1:
         name = "ddp"
     base, _, detection = name.partition("_find_unused_parameters_")
-    if base in _DDP_START_METHODS and detection == "false":
+    if base in _SPAWNING_DDP:
+        raise ConfigError(
+            f"trainer.strategy={name!r} is not supported: it trains in spawned or forked child "
+            "processes, and the run's iteration counter and results do not come back from them. "
+            "Use 'ddp' (Lightning re-runs the training command once per extra device), or start "
+            "the ranks with torchrun (README: 'Training on several GPUs or nodes')."
+        )
+    if base == "ddp" and detection == "false":
         raise ConfigError(
             f"trainer.strategy={name!r} cannot train the SRGAN: its D and G steps leave the "
-            f"other network without gradients, which DDP must detect. Use {base!r}."
+            "other network without gradients, which DDP must detect. Use 'ddp'."
         )
-    if base in _DDP_START_METHODS and detection in ("", "true"):
-        return DDPStrategy(start_method=_DDP_START_METHODS[base], find_unused_parameters=True)
+    if base == "ddp" and detection in ("", "true"):
+        return DDPStrategy(start_method="popen", find_unused_parameters=True)
     return name
 
 
@@ -162,7 +175,7 @@ def build_trainer(
         devices=t.devices,
         strategy=trainer_strategy(t),
         num_nodes=t.num_nodes,
-        precision=t.precision or default_precision(),  # type: ignore[arg-type]
+        precision=t.precision or default_precision(t.accelerator),  # type: ignore[arg-type]
         max_epochs=t.max_epochs if t.max_epochs is not None else -1,
         max_steps=-1,
         val_check_interval=config.validation.every_n_iterations,
@@ -232,7 +245,7 @@ def fit(
         preview=str(module.last_preview_path) if module.last_preview_path else None,
         resumed_from=resume_from,
         seconds=seconds,
-        device=device_name(),
+        device=device_name(trainer.strategy.root_device),
         precision=str(trainer.precision),
     )
 

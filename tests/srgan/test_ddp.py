@@ -75,7 +75,7 @@ def test_replica_loader_resumes_inside_its_own_share():
 
 @pytest.mark.parametrize(
     ("strategy", "devices"),
-    [("ddp", 2), ("ddp_spawn", 2), ("ddp_find_unused_parameters_true", 2), ("auto", 2)],
+    [("ddp", 2), ("ddp_find_unused_parameters_true", 2), ("auto", 2)],
 )
 def test_ddp_names_detect_unused_parameters(strategy, devices, make_config, tmp_path):
     cfg = make_config(trainer={"accelerator": "cpu", "devices": devices, "strategy": strategy})
@@ -91,8 +91,19 @@ def test_single_device_and_other_strategies_pass_through():
 
 
 def test_ddp_without_unused_parameter_detection_is_refused():
-    with pytest.raises(ConfigError, match="Use 'ddp_spawn'"):
-        trainer_strategy(TrainerConfig(strategy="ddp_spawn_find_unused_parameters_false"))
+    with pytest.raises(ConfigError, match="Use 'ddp'"):
+        trainer_strategy(TrainerConfig(strategy="ddp_find_unused_parameters_false"))
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_true"],
+)
+def test_spawning_ddp_strategies_are_refused(strategy, make_config, tmp_path):
+    # their ranks are child processes: the fit's iteration counter and FitResult stay there
+    cfg = make_config(trainer={"accelerator": "cpu", "devices": 2, "strategy": strategy})
+    with pytest.raises(ConfigError, match=r"(?s)child processes.*Use 'ddp'.*torchrun"):
+        build_trainer(cfg, tmp_path)
 
 
 WORKER = textwrap.dedent(
