@@ -118,8 +118,14 @@ def find_resume_checkpoint(dirpath: str | Path) -> str | None:
 
     A damaged ``last.ckpt`` (e.g. truncated by a killed process) is skipped with a warning.
     Returns None when the run has no checkpoint yet.
+
+    Raises:
+        CheckpointError: the run has checkpoint files but none of them loads. Starting again from
+            iteration 0 would silently throw the run's progress away, so the files are named in
+            the message and left as they are.
     """
     fs, root = fsspec.core.url_to_fs(str(dirpath))
+    unusable: list[str] = []
     for name in (LAST, PREVIOUS):
         uri = _join(str(dirpath), name)
         if not fs.exists(_join(root, name)):
@@ -129,6 +135,14 @@ def find_resume_checkpoint(dirpath: str | Path) -> str | None:
         except CheckpointError as err:
             warnings.warn(f"skipping unusable checkpoint: {err}", stacklevel=2)
             log.warning("skipping unusable checkpoint: %s", err)
+            unusable.append(str(err))
             continue
         return uri
+    if unusable:
+        raise CheckpointError(
+            f"run {dirpath} has checkpoints but none of them loads: {'; '.join(unusable)}. "
+            "Not starting again from iteration 0; nothing was deleted. Restore a good copy of "
+            f"{LAST}, or move the files aside (or train into a new run key / run directory) to "
+            "start from scratch."
+        )
     return None

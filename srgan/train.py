@@ -209,10 +209,16 @@ def fit(
 
     If ``resume`` and ``<run_dir>/checkpoints`` holds a loadable ``last.ckpt`` (or its previous
     copy), training continues from it with optimizer, scheduler, EMA, iteration counter, data
-    position and RNG states restored; otherwise it starts fresh (from ``init_from`` if given).
+    position and RNG states restored; if it holds none, training starts fresh (from ``init_from``
+    if given).
 
     Returns:
         a :class:`FitResult` with the final validation metrics (EMA weights) and checkpoint paths.
+
+    Raises:
+        CheckpointError: ``resume`` and the run's checkpoints exist but none loads (the files are
+            left in place; training does not restart from iteration 0).
+        InitCheckpointError: ``init_from`` has another architecture than the config.
     """
     lightning.seed_everything(config.trainer.seed, workers=True, verbose=False)
     module = SRGANModule(config)
