@@ -57,6 +57,8 @@ def retrain_srgan(
             after changing the architecture or when the champion has degraded).
     """
     target = store or default_store(storage)
+    # a bad preset or override fails here, before any scene is tiled
+    cfg = training_config(config, overrides or {}, target, max_iterations, None)
     if scenes or scan:
         tile_sentinel2(scenes=scenes, scan=scan, store=target, storage=storage)
     champion = read_champion(storage)
@@ -74,7 +76,6 @@ def retrain_srgan(
     checkpoints = {"challenger": challenger_ckpt}
     if champion:
         checkpoints["champion"] = champion["checkpoint"]
-    cfg = training_config(config, overrides or {}, target, max_iterations, None)
     data = cfg.data.model_copy(update={"version": trained.get("store_version")})
     scores = evaluate_checkpoints(checkpoints, data)
     key = f"val_metrics/{metric}"

@@ -1,8 +1,11 @@
 """Flow ``train-srgan``: fit the SRGAN on a patch store and register the results as artifacts.
 
-Run it with ``prefect deployment run train-srgan/train-srgan``. The flow retries on failure; the
-run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-run retry <id>``
-after a crash) finds its own ``last.ckpt`` and continues from the saved iteration.
+Run it with ``prefect deployment run train-srgan/train-srgan``. Bad input fails the run at its
+first attempt: the config and overrides are parsed before any task starts, and the training task
+does not retry input errors (store missing or not matching, init-from architecture, unloadable
+checkpoints; see ``tasks.train.INPUT_ERRORS``). Other training failures are retried by the task.
+The run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-run retry
+<id>`` after a crash) finds its own ``last.ckpt`` and continues from the saved iteration.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from tasks.storage import default_store, run_dir
 from tasks.train import fit_srgan, training_config
 
 
-@flow(name="train-srgan", retries=2, retry_delay_seconds=5, log_prints=True)
+# No flow-level retries: Prefect retries a flow on any failure, bad input included. The retries
+# are on the training task, which skips them for input errors.
+@flow(name="train-srgan", log_prints=True)
 def train_srgan(
     store: str | None = None,
     config: str = "cpu-tiny",
@@ -40,6 +45,7 @@ def train_srgan(
         max_epochs: epoch limit, overriding the config.
         init_from: checkpoint to warm-start from (weights only).
     """
+    # ConfigError (unknown preset or key, invalid value) ends the run here, before any task
     cfg = training_config(
         config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
     )

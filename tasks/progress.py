@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from uuid import UUID
 
@@ -13,39 +14,48 @@ from prefect.logging import get_run_logger
 class PrefectProgress(Callback):
     """Every ``every_n_iterations``: a log line with the losses and the progress artifact updated.
 
+    The total is the number of iterations (batches) the run will reach: ``max_iterations``, or
+    the batches of ``max_epochs`` epochs when that comes first or is the only limit. It is read
+    from ``trainer.estimated_stepping_batches`` when training starts, not from
+    ``trainer.global_step``, which advances twice per adversarial batch.
+
     Args:
-        max_iterations: iterations the run will reach (for the percentage).
+        max_iterations: ``schedule.max_iterations`` (None: the run is bounded by epochs only).
         every_n_iterations: reporting interval.
         key: artifact key (lowercase, dashes).
     """
 
     def __init__(
         self,
-        max_iterations: int,
+        max_iterations: int | None,
         every_n_iterations: int = 10,
         key: str = "srgan-training-progress",
     ) -> None:
-        self.max_iterations = max(1, max_iterations)
+        self.max_iterations = max_iterations
+        self.total: int | None = max_iterations
         self.every = every_n_iterations
         self.key = key
         self.artifact_id: UUID | None = None
 
     def _percent(self, iteration: int) -> float:
-        return round(100.0 * min(iteration, self.max_iterations) / self.max_iterations, 1)
+        if not self.total:
+            return 0.0
+        return round(100.0 * min(iteration, self.total) / self.total, 1)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.total = planned_iterations(trainer, self.max_iterations)
         iteration = int(getattr(pl_module, "iteration", 0))
         self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
             progress=self._percent(iteration),
             key=self.key,
-            description=f"SRGAN training: iteration {iteration} of {self.max_iterations}",
+            description=f"SRGAN training: iteration {iteration} of {self.total or '?'}",
         )
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         iteration = int(getattr(pl_module, "iteration", 0))
-        if iteration % self.every and iteration != self.max_iterations:
+        if iteration % self.every and iteration != self.total:
             return
         metrics = trainer.callback_metrics
         labels = {
@@ -60,10 +70,15 @@ class PrefectProgress(Callback):
             else "adversarial"
         )
         get_run_logger().info(
-            "iteration %d/%d (%s) %s", iteration, self.max_iterations, phase, " ".join(parts)
+            "iteration %d/%s (%s) %s", iteration, self.total or "?", phase, " ".join(parts)
         )
         if self.artifact_id is not None:
             update_progress_artifact(self.artifact_id, progress=self._percent(iteration))
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # fit ended normally: a limit was reached, even if the total was an estimate
+        if self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, progress=100.0)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metrics = getattr(pl_module, "last_val_metrics", {})
@@ -76,3 +91,18 @@ class PrefectProgress(Callback):
                 metrics.get("val_metrics/ssim", float("nan")),
                 metrics.get("val_metrics/bicubic_ssim", float("nan")),
             )
+
+
+def planned_iterations(trainer: Trainer, max_iterations: int | None) -> int | None:
+    """Iterations (batches) a fit will reach: the smaller of ``max_iterations`` and the batches
+    of ``trainer.max_epochs`` epochs; None when neither is known (no epoch limit and a loader
+    without a length).
+    """
+    limits = [max_iterations] if max_iterations else []
+    if trainer.max_epochs is not None and trainer.max_epochs > 0:
+        # batches × max_epochs: max_steps is -1 and gradients are not accumulated, so each
+        # "stepping batch" is one iteration of the module's counter
+        by_epochs = trainer.estimated_stepping_batches
+        if math.isfinite(by_epochs):
+            limits.append(int(by_epochs))
+    return max(1, min(limits)) if limits else None

@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict
 from typing import Any
 
-from prefect import task
+from prefect import Task, task
+from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
+from prefect.states import State
 
-from srgan.config import TrainingConfig, load_config
-from srgan.train import fit
+from datasets.errors import PatchStoreError
+from srgan.checkpointing import CheckpointError
+from srgan.config import ConfigError, TrainingConfig, load_config
+from srgan.module import NonFiniteLossError
+from srgan.train import InitCheckpointError, devices_per_node, fit
 from tasks.data import datamodule_for
 from tasks.progress import PrefectProgress
 
 # Library loggers whose records should reach the Prefect run logs.
 LIBRARY_LOGGERS = ("srgan", "datasets", "lightning.pytorch")
+
+#: Failures that another attempt would only repeat: the input is wrong, not the moment. A bad
+#: config, a missing/empty/mismatched store, an init-from checkpoint of another architecture,
+#: checkpoints that do not load, and a NaN loss (the resumed run replays the same steps).
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    PatchStoreError,
+    InitCheckpointError,
+    CheckpointError,
+    NonFiniteLossError,
+)
+
+#: Variables torchrun (torch.distributed.run) sets in every rank it starts.
+TORCHRUN_ENV = ("WORLD_SIZE", "LOCAL_RANK")
 
 
 def training_config(
@@ -33,6 +53,54 @@ def training_config(
     if max_epochs is not None:
         merged["trainer"] = {**overrides.get("trainer", {}), "max_epochs": max_epochs}
     return load_config(config, merged)
+
+
+def retry_unless_input_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of the training task: retry unless the failure is an input error."""
+    try:
+        state.result()
+    except INPUT_ERRORS:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+def one_process_training(config: TrainingConfig) -> TrainingConfig:
+    """``config`` fitted to training inside this (flow-run) process.
+
+    Lightning's ``ddp`` starts the extra ranks by running the current command line again, and in
+    a flow run that command is Prefect's flow-run engine: each rank would be another run of the
+    flow, and the first one waits for them forever. Unless torchrun started this process (its
+    ranks are already there), ``trainer.devices: auto`` therefore means one device, and more than
+    one device or node is refused.
+
+    Raises:
+        ConfigError: ``trainer.devices`` selects several devices, or ``trainer.num_nodes`` > 1.
+    """
+    if any(name in os.environ for name in TORCHRUN_ENV):
+        return config
+    asked = config.trainer
+    t = asked.model_copy(update={"devices": 1}) if asked.devices == "auto" else asked
+    selected = devices_per_node(t) * t.num_nodes
+    if selected > 1:
+        raise ConfigError(
+            f"trainer.devices={asked.devices!r} with trainer.num_nodes={asked.num_nodes} selects "
+            f"{selected} devices, but a train-srgan flow run trains in one process on one "
+            "device: Lightning would start the other DDP ranks by re-running the flow-run "
+            "engine. Set trainer.devices=1 (or leave it 'auto') and trainer.num_nodes=1 here; "
+            "train on several GPUs or nodes with `torchrun ... -m srgan.cli train` instead "
+            "(README: 'Training on several GPUs or nodes')."
+        )
+    return config.model_copy(update={"trainer": t})
+
+
+def progress_for(config: TrainingConfig) -> PrefectProgress:
+    """The progress reporter of a run: its total comes from the iteration and epoch limits."""
+    return PrefectProgress(
+        config.schedule.max_iterations,
+        every_n_iterations=max(1, config.trainer.log_every_n_iterations),
+    )
 
 
 def _bridge_logs() -> list[logging.Handler]:
@@ -57,31 +125,37 @@ class _ForwardHandler(logging.Handler):
         self.target.log(record.levelno, "%s: %s", record.name, record.getMessage())
 
 
-@task(name="fit-srgan", log_prints=True)
+@task(
+    name="fit-srgan",
+    log_prints=True,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_input_error,
+)
 def fit_srgan(
     config: TrainingConfig,
     run_dir: str,
     init_from: str | None = None,
     callbacks: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
-    """Fit (or resume) the SRGAN into ``run_dir``; returns paths and metrics, never tensors."""
+    """Fit (or resume) the SRGAN into ``run_dir``; returns paths and metrics, never tensors.
+
+    A retry resumes from the run's own ``last.ckpt``; :data:`INPUT_ERRORS` are not retried.
+    """
     handlers = _bridge_logs()
     try:
+        config = one_process_training(config)
         datamodule = datamodule_for(config.data)
         # the run records the exact store version it read (inside every checkpoint's config)
         data = config.data.model_copy(update={"version": datamodule.store_version})
         config = config.model_copy(update={"data": data})
-        max_it = config.schedule.max_iterations or 0
-        progress = PrefectProgress(
-            max_it, every_n_iterations=max(1, config.trainer.log_every_n_iterations)
-        )
         result = fit(
             config,
             datamodule,
             run_dir,
             resume=True,
             init_from=init_from,
-            callbacks=[progress, *callbacks],
+            callbacks=[progress_for(config), *callbacks],
         )
     finally:
         for name, handler in zip(LIBRARY_LOGGERS, handlers, strict=True):

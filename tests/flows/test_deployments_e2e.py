@@ -167,7 +167,7 @@ def test_killed_flow_run_crashes_and_flow_run_retry_resumes_it(
 
     crashed = train_stack.wait_for_flow_run(flow_run.id, timeout=120)
     assert crashed.state is not None and crashed.state.is_crashed(), crashed.state
-    assert crashed.run_count == 1  # the flow's retries are for failures, not for crashes
+    assert crashed.run_count == 1  # retries are for failures of the training task, not crashes
     saved = load_checkpoint(last)["srgan"]["iteration"]
     assert 0 < saved < total
     # Seconds after the runner reported the crash, the worker is done with the killed process and

@@ -1,4 +1,5 @@
-"""Flow ``train-srgan`` run in-process: artifacts, retry-and-resume, torn checkpoints, bad input.
+"""Flow ``train-srgan`` run in-process: artifacts, retry-and-resume, torn checkpoints, bad input
+that fails at its first attempt, one device per flow run.
 
 Every run trains the same tiny config on the same real patch store, so a run that was interrupted
 and resumed must end with exactly the weights of the uninterrupted one (CPU, one thread).
@@ -19,10 +20,12 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+import flows.train
 import tasks.train
 from datasets.errors import PatchStoreError, StoreMismatchError
 from flows.train import train_srgan
-from srgan.checkpointing import PREVIOUS, load_checkpoint
+from srgan.checkpointing import LAST, PREVIOUS, CheckpointError, load_checkpoint
+from srgan.config import ConfigError
 from srgan.train import InitCheckpointError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -60,8 +63,11 @@ def flaky_fit(
 ) -> list[StartIteration]:
     """Make the training task's ``fit`` fail at ``fail_at`` on its first call only.
 
-    ``before_retry(run_dir)`` runs before every later call. Returns one recorder per call.
+    ``before_retry(run_dir)`` runs before every later call. The task retries without delay.
+    Returns one recorder per call.
     """
+    fast = tasks.train.fit_srgan.with_options(retry_delay_seconds=0)
+    monkeypatch.setattr(flows.train, "fit_srgan", fast)
     real_fit = tasks.train.fit
     starts: list[StartIteration] = []
 
@@ -160,7 +166,7 @@ def test_failed_attempt_is_retried_and_resumes_to_identical_weights(
     iterations: int,
 ) -> None:
     starts = flaky_fit(monkeypatch, fail_at=7)
-    state = train_srgan.with_options(retry_delay_seconds=0)(
+    state = train_srgan(
         store=str(patch_store),
         overrides=tiny(),
         run_key="interrupted",
@@ -192,7 +198,7 @@ def test_torn_last_checkpoint_falls_back_to_the_previous_one(
 
     # checkpoints at 3 and 6, then the failure at 8 is saved: last = 8, previous = 6
     starts = flaky_fit(monkeypatch, fail_at=8, before_retry=tear_last)
-    state = train_srgan.with_options(retry_delay_seconds=0)(
+    state = train_srgan(
         store=str(patch_store),
         overrides=tiny(),
         run_key="torn",
@@ -209,17 +215,53 @@ def test_torn_last_checkpoint_falls_back_to_the_previous_one(
     assert_same_weights(result["last_checkpoint"], straight.result()["last_checkpoint"])
 
 
+def attempts(flow_run_id: Any) -> dict[str, int]:
+    """How often the flow run and each of its task runs ran (1: no retry)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    only_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        counts = {"flow": client.read_flow_run(flow_run_id).run_count}
+        for task_run in client.read_task_runs(flow_run_filter=only_run):
+            counts[task_run.name] = task_run.run_count
+    return counts
+
+
+def test_bad_preset_fails_at_the_first_attempt(storage: Path, read_artifacts: Any) -> None:
+    # the flow's default retries: a config that cannot parse must not be tried three times
+    state = train_srgan(config="no-such-preset", max_iterations=4, return_state=True)
+
+    assert state.is_failed(), state
+    raised = state.result(raise_on_failure=False)
+    assert isinstance(raised, ConfigError) and "cpu-tiny" in str(raised), repr(raised)
+    flow_run_id = state.state_details.flow_run_id
+    assert attempts(flow_run_id) == {"flow": 1}  # no retry, and no task started
+    assert read_artifacts(flow_run_id) == {}
+
+
+def damage_checkpoints(storage: Path, run_key: str) -> None:
+    """Give run ``run_key`` a ``last.ckpt`` and a ``last-previous.ckpt`` that do not load."""
+    ckpt_dir = storage / "runs" / run_key / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    for name in (LAST, PREVIOUS):
+        (ckpt_dir / name).write_bytes(b"torn")
+
+
 @pytest.mark.parametrize(
     ("case", "error", "hint"),
     [
+        ("unknown override key", ConfigError, "chanels"),
         ("missing store", PatchStoreError, "nowhere.zarr"),
         ("empty folder", PatchStoreError, "empty.zarr"),
         ("no validation patches", PatchStoreError, "'val' split"),
         ("bands mismatch", StoreMismatchError, "set data.bands/data.scale to match"),
         ("architecture mismatch", InitCheckpointError, "different architecture"),
+        ("damaged checkpoints", CheckpointError, "last-previous.ckpt"),
+        ("several devices", ConfigError, "torchrun"),
     ],
 )
-def test_bad_input_fails_clearly_without_artifacts(
+def test_bad_input_fails_clearly_at_the_first_attempt_without_artifacts(
     case: str,
     error: type[Exception],
     hint: str,
@@ -231,8 +273,10 @@ def test_bad_input_fails_clearly_without_artifacts(
     tiny: Any,
     tile_store: Any,
 ) -> None:
-    store, overrides, init_from = str(patch_store), tiny(), None
-    if case == "missing store":
+    store, overrides, init_from, run_key = str(patch_store), tiny(), None, None
+    if case == "unknown override key":
+        overrides = tiny(generator={"chanels": 16})
+    elif case == "missing store":
         store = str(storage / "nowhere.zarr")
     elif case == "empty folder":
         (storage / "empty.zarr").mkdir()
@@ -243,17 +287,92 @@ def test_bad_input_fails_clearly_without_artifacts(
         store = tile_store([scene], str(storage / "train-only.zarr"))
     elif case == "bands mismatch":
         overrides = tiny(data={"bands": ["B02", "B03", "B04"]})
-    else:
+    elif case == "architecture mismatch":
         overrides = tiny(generator={"channels": 16})
         init_from = straight.result()["last_checkpoint"]
+    elif case == "damaged checkpoints":
+        run_key = "torn-twice"
+        damage_checkpoints(storage, run_key)
+    else:
+        overrides = tiny(trainer={"accelerator": "cpu", "devices": 2})
 
-    # bad input would fail again on every retry
-    state = train_srgan.with_options(retries=0)(
-        store=store, overrides=overrides, max_iterations=4, init_from=init_from, return_state=True
+    # the flow and its training task keep their default retries
+    state = train_srgan(
+        store=store,
+        overrides=overrides,
+        max_iterations=4,
+        init_from=init_from,
+        run_key=run_key,
+        return_state=True,
     )
 
     assert state.is_failed(), state
     raised = state.result(raise_on_failure=False)
     assert isinstance(raised, error), repr(raised)
     assert hint in str(raised)
-    assert read_artifacts(state.state_details.flow_run_id) == {}
+    flow_run_id = state.state_details.flow_run_id
+    assert set(attempts(flow_run_id).values()) == {1}, attempts(flow_run_id)
+    assert read_artifacts(flow_run_id) == {}
+    if case == "damaged checkpoints":  # left for the user to inspect, never deleted
+        ckpt_dir = storage / "runs" / "torn-twice" / "checkpoints"
+        assert [(ckpt_dir / n).read_bytes() for n in (LAST, PREVIOUS)] == [b"torn", b"torn"]
+
+
+class DeviceCount:
+    """Let Lightning see ``n`` CUDA devices (no GPU needed: the fit itself is replaced)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+        from lightning.pytorch.accelerators import CUDAAccelerator
+
+        monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: True))
+        monkeypatch.setattr(CUDAAccelerator, "auto_device_count", staticmethod(lambda: n))
+
+
+def recording_fit(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Replace the task's ``fit`` by one that records the trainer config and fails."""
+    seen: list[Any] = []
+
+    def fit(config: Any, datamodule: Any, run_dir: str, **kwargs: Any) -> Any:
+        seen.append(config.trainer)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(tasks.train, "fit", fit)
+    fast = tasks.train.fit_srgan.with_options(retries=0)
+    monkeypatch.setattr(flows.train, "fit_srgan", fast)
+    return seen
+
+
+def test_devices_auto_on_a_multi_gpu_worker_trains_on_one_device(
+    patch_store: Path, storage: Path, monkeypatch: pytest.MonkeyPatch, tiny: Any
+) -> None:
+    DeviceCount(monkeypatch, 4)
+    seen = recording_fit(monkeypatch)
+    train_srgan(store=str(patch_store), overrides=tiny(), max_iterations=4, return_state=True)
+    assert [(t.devices, t.num_nodes) for t in seen] == [(1, 1)]
+
+
+def test_torchrun_ranks_keep_their_devices(
+    patch_store: Path, storage: Path, monkeypatch: pytest.MonkeyPatch, tiny: Any
+) -> None:
+    DeviceCount(monkeypatch, 4)
+    for name, value in (("WORLD_SIZE", "4"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    seen = recording_fit(monkeypatch)
+    train_srgan(store=str(patch_store), overrides=tiny(), max_iterations=4, return_state=True)
+    assert [t.devices for t in seen] == ["auto"]
+
+
+def test_several_devices_are_refused_with_the_torchrun_path(
+    patch_store: Path, storage: Path, monkeypatch: pytest.MonkeyPatch, tiny: Any
+) -> None:
+    DeviceCount(monkeypatch, 4)
+    seen = recording_fit(monkeypatch)
+    state = train_srgan(
+        store=str(patch_store),
+        overrides=tiny(trainer={"devices": -1}),
+        max_iterations=4,
+        return_state=True,
+    )
+    raised = state.result(raise_on_failure=False)
+    assert isinstance(raised, ConfigError) and seen == []
+    assert "4 devices" in str(raised) and "torchrun ... -m srgan.cli train" in str(raised)
