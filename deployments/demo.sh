@@ -26,9 +26,14 @@ bash "$LOCAL" prefect deployment run tile-sentinel2/tile-sentinel2 \
   --watch --watch-timeout 1800
 
 echo "==> prefect deployment run train-srgan/train-srgan ($ITERATIONS iterations, config cpu-tiny)"
+TRAIN_OUT="$(mktemp)"
+trap 'rm -f "$TRAIN_OUT"' EXIT
 bash "$LOCAL" prefect deployment run train-srgan/train-srgan \
   --param config=cpu-tiny --param max_iterations="$ITERATIONS" --param run_key="$RUN_TAG" \
-  --watch --watch-timeout 3600
+  --watch --watch-timeout 3600 | tee "$TRAIN_OUT"
+# the report reads this run's artifacts, not the newest ones of any run on the server
+FLOW_RUN_ID="$(sed -nE 's/.*UUID: ([0-9a-f-]{36}).*/\1/p' "$TRAIN_OUT" | head -n 1)"
+[[ -n "$FLOW_RUN_ID" ]] || { echo "no flow run id in the output of prefect deployment run" >&2; exit 1; }
 
 echo "==> results"
-bash "$LOCAL" python "$ROOT/deployments/demo_report.py" "$RUN_TAG"
+bash "$LOCAL" python "$ROOT/deployments/demo_report.py" "$RUN_TAG" "$FLOW_RUN_ID"
