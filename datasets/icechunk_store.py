@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import icechunk
 from zarr.abc.store import Store
 
-from datasets.errors import PatchStoreError
+from datasets.errors import PatchStoreError, StoreConflictError
 
 BRANCH = "main"
 
@@ -114,12 +114,12 @@ def commit(session: Any, message: str, uri: str) -> str:
     """Commit ``session`` and return the new snapshot id.
 
     Raises:
-        PatchStoreError: another writer committed to ``main`` since the session began.
+        StoreConflictError: another writer committed to ``main`` since the session began.
     """
     try:
         return str(session.commit(message))
     except icechunk.ConflictError as err:
-        raise PatchStoreError(
+        raise StoreConflictError(
             f"another writer committed to patch store {uri} during this append ({err}); "
             "appends are idempotent: run it again, and serialise appends to one store "
             "(e.g. a concurrency limit of 1 on the tiling task)"

@@ -14,6 +14,9 @@ from typing import Any
 
 from datasets.errors import OutputError
 
+# Outputs are asked for from Python, the flows and the CLI; name the way to overwrite in each.
+_OVERWRITE = "overwrite=True (--overwrite on the s2-srgan command line)"
+
 
 def is_remote(uri: str) -> bool:
     """Whether ``uri`` is a URL rather than a local path (``file://`` counts as local)."""
@@ -52,7 +55,7 @@ def check_output(
                 raise OutputError(f"output {out}: bucket {bucket} does not exist; create it")
             if fs.exists(out) and not overwrite:
                 raise OutputError(
-                    f"output {out} exists; remove it or pass overwrite=True to replace it"
+                    f"output {out} exists; remove it, or set {_OVERWRITE} to replace it"
                 )
         except OutputError:
             raise
@@ -63,7 +66,7 @@ def check_output(
     if path.is_dir():
         raise OutputError(f"output {path} is a folder; give a file name such as {path}/sr.tif")
     if path.exists() and not overwrite:
-        raise OutputError(f"output {path} exists; remove it or pass overwrite=True to replace it")
+        raise OutputError(f"output {path} exists; remove it, or set {_OVERWRITE} to replace it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe"):
@@ -99,7 +102,7 @@ def publish(
         return out
     path = local_path(out)
     if path.exists() and not overwrite:
-        raise OutputError(f"output {path} appeared meanwhile; pass overwrite=True")
+        raise OutputError(f"output {path} appeared meanwhile; set {_OVERWRITE} to replace it")
     try:
         local.replace(path)
     except OSError as err:

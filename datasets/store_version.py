@@ -16,15 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from datasets.errors import PatchStoreError
+from datasets.errors import PatchStoreError, SceneIdConflictError
 
 
 @dataclass(frozen=True)
 class SceneEntry:
-    """One committed scene: its patches are ``patch[start : start + count]``."""
+    """One committed scene: its patches are ``patch[start : start + count]``.
+
+    ``source`` is the URI the scene was read from; ``None`` for scenes committed before stores
+    recorded it.
+    """
 
     scene_id: str
     start: int
@@ -33,6 +37,13 @@ class SceneEntry:
     n_val: int
     crs: str
     software_version: str
+    source: str | None = None
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> SceneEntry:
+        """An entry from its attrs; keys of other software versions are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in attrs.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -46,9 +57,29 @@ class Manifest:
         """Number of committed patches: the visible length of the ``patch`` dimension."""
         return self.scenes[-1].start + self.scenes[-1].count if self.scenes else 0
 
-    def has(self, scene_id: str) -> bool:
-        """Whether ``scene_id`` is committed."""
-        return any(entry.scene_id == scene_id for entry in self.scenes)
+    def entry(self, scene_id: str) -> SceneEntry | None:
+        """The committed entry of ``scene_id``, or ``None``."""
+        return next((entry for entry in self.scenes if entry.scene_id == scene_id), None)
+
+    def has(self, scene_id: str, source: str | None = None, *, uri: str = "the store") -> bool:
+        """Whether ``scene_id`` is committed, read from ``source`` when one is given.
+
+        Raises:
+            SceneIdConflictError: ``scene_id`` is committed from another source URI (two
+                scenes share an id; neither is dropped silently).
+        """
+        entry = self.entry(scene_id)
+        if entry is None:
+            return False
+        if source is not None and entry.source is not None and entry.source != source:
+            raise SceneIdConflictError(
+                f"scene id {scene_id!r} is already in patch store {uri}, tiled from "
+                f"{entry.source}; {source} is another scene with the same id (ids come from "
+                "the folder or file name). Rename one of them so their names differ, or tile "
+                "it into another store. If it is the same scene moved to a new place, it is "
+                "already in the store: leave it out."
+            )
+        return True
 
     def appended(self, entry: SceneEntry) -> Manifest:
         """A new manifest with ``entry`` after the current scenes."""
@@ -70,7 +101,7 @@ class Manifest:
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Manifest:
         """Read the manifest from a store's root attrs (empty if none)."""
-        return cls(tuple(SceneEntry(**entry) for entry in attrs.get("scenes", [])))
+        return cls(tuple(SceneEntry.from_attrs(entry) for entry in attrs.get("scenes", [])))
 
 
 def manifest_version(params_attrs: Mapping[str, Any], manifest: Manifest) -> str:

@@ -19,7 +19,7 @@ import zarr
 from zarr.abc.store import Store
 
 from datasets import icechunk_store
-from datasets.errors import PatchStoreError, StoreMismatchError
+from datasets.errors import StoreConflictError, StoreMismatchError
 from datasets.store_backends import (
     DEFAULT_BACKEND,
     Backend,
@@ -116,11 +116,22 @@ class PatchStoreWriter:
         group = open_layout(store, self.uri) if store is not None else None
         return self._manifest_in(group) if group is not None else Manifest()
 
-    def has_scene(self, scene_id: str) -> bool:
-        """Whether ``scene_id`` is already committed."""
-        return self.committed().has(scene_id)
+    def has_scene(self, scene_id: str, source: str | None = None) -> bool:
+        """Whether ``scene_id`` is already committed (from ``source``, when given).
 
-    def append_scene(self, scene_id: str, crs: str, batches: Iterable[PatchBatch]) -> AppendResult:
+        Raises:
+            SceneIdConflictError: ``scene_id`` is committed from another source URI.
+        """
+        return self.committed().has(scene_id, source, uri=self.uri)
+
+    def append_scene(
+        self,
+        scene_id: str,
+        crs: str,
+        batches: Iterable[PatchBatch],
+        *,
+        source: str | None = None,
+    ) -> AppendResult:
         """Append one scene's patches as a single all-or-nothing commit.
 
         ``batches`` is consumed lazily, so a generator that reads the scene window by window keeps
@@ -130,6 +141,9 @@ class PatchStoreWriter:
             scene_id: unique scene identifier.
             crs: the scene's CRS as WKT.
             batches: the scene's patches, in any number of batches.
+            source: the URI the scene is read from, recorded with it. Appending the same
+                ``scene_id`` from the same ``source`` again is a no-op; from another source it
+                is refused. Scenes committed without a source match any.
 
         Returns:
             The result; ``n_patches == 0`` (and ``version`` ``None``) if ``batches`` was empty,
@@ -137,9 +151,11 @@ class PatchStoreWriter:
 
         Raises:
             StoreMismatchError: the store was written with other parameters.
-            PatchStoreError: a concurrent writer committed first (Icechunk), or bad input.
+            SceneIdConflictError: ``scene_id`` is committed from another source.
+            StoreConflictError: a concurrent writer committed first (Icechunk); run it again.
+            PatchStoreError: bad input.
         """
-        if self.has_scene(scene_id):
+        if self.has_scene(scene_id, source):
             return AppendResult(
                 scene_id, 0, True, read_snapshot(self.uri, None, self.storage_options).version
             )
@@ -148,7 +164,7 @@ class PatchStoreWriter:
         if first is None:
             return AppendResult(scene_id, 0, False, None)
         with local_lock(local_path(self.uri)), self._session() as (store, commit):
-            result = self._append_in(store, commit, scene_id, crs, chain([first], iterator))
+            result = self._append_in(store, commit, scene_id, crs, source, chain([first], iterator))
         if result is None:
             return AppendResult(
                 scene_id, 0, True, read_snapshot(self.uri, None, self.storage_options).version
@@ -156,7 +172,13 @@ class PatchStoreWriter:
         return result
 
     def _append_in(
-        self, store: Store, commit: Commit, scene_id: str, crs: str, batches: Iterable[PatchBatch]
+        self,
+        store: Store,
+        commit: Commit,
+        scene_id: str,
+        crs: str,
+        source: str | None,
+        batches: Iterable[PatchBatch],
     ) -> AppendResult | None:
         """Write and commit inside a session; ``None`` if the scene turned out to be committed."""
         group = open_layout(store, self.uri, mode="r+")
@@ -165,7 +187,7 @@ class PatchStoreWriter:
         self.params.check_matches(StoreParams.from_attrs(group.attrs), self.uri)
         manifest = self._manifest_in(group)
         # Another writer may have committed this scene since the caller's check.
-        if manifest.has(scene_id):
+        if manifest.has(scene_id, source, uri=self.uri):
             return None
         start = end = manifest.n_patches
         resize_patches(group, start)
@@ -184,7 +206,14 @@ class PatchStoreWriter:
         write_coords(group, start, scene_id, **joined)
         n_val = int(np.count_nonzero(joined["split"] == "val"))
         entry = SceneEntry(
-            scene_id, start, end - start, end - start - n_val, n_val, crs, software_version()
+            scene_id,
+            start,
+            end - start,
+            end - start - n_val,
+            n_val,
+            crs,
+            software_version(),
+            source,
         )
         version = commit(group, manifest.appended(entry), f"append scene {scene_id}")
         return AppendResult(scene_id, end - start, False, version)
@@ -234,7 +263,7 @@ class PatchStoreWriter:
             # under the lock); whoever lost opens what the winner created, or tries again later.
             if icechunk_store.exists(self.uri, self.storage_options):
                 return icechunk_store.open_or_create(self.uri, self.storage_options)
-            raise PatchStoreError(
+            raise StoreConflictError(
                 f"patch store {self.uri} could not be created ({err}); if another writer is "
                 "creating it right now, run the append again"
             ) from err
@@ -249,7 +278,8 @@ def append_scene_patches(
     *,
     storage_options: StorageOptions = None,
     backend: Backend | None = None,
+    source: str | None = None,
 ) -> AppendResult:
     """Append one scene to the store at ``uri``; see :meth:`PatchStoreWriter.append_scene`."""
     writer = PatchStoreWriter(uri, params, storage_options=storage_options, backend=backend)
-    return writer.append_scene(scene_id, crs, batches)
+    return writer.append_scene(scene_id, crs, batches, source=source)

@@ -3,7 +3,8 @@
 The scene is read one row of patch windows at a time (plus the few context rows the blur
 needs), so memory stays bounded whatever the scene size: a 10980 × 10980 scene holds one
 ~13 MB strip of four uint16 bands at a time, and GDAL's block cache is capped at 256 MB
-(tiling a full 10980² scene peaks at about 0.75 GB RSS, the Python runtime included).
+(tiling a full 10980² scene peaks at about 0.51 GiB RSS, the Python runtime included;
+``bench/RESULTS.md``, *Tiling*).
 
 Each patch is georeferenced by its window's affine transform in the scene's CRS; its LR twin
 covers the same footprint.
@@ -37,6 +38,7 @@ _S2_NODATA = 0
 # GDAL's block cache defaults to 5 % of RAM (1.2 GB on 24 GB, 3 GB on 64 GB). Strips only need
 # the current row of file tiles (~90 MB for four bands of 1024² JP2 tiles across 10980 px).
 _GDAL_CACHE_BYTES = 256 * 2**20
+_UINT16_MAX = int(np.iinfo(np.uint16).max)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class TileResult:
         dropped_nodata: patches with a missing-pixel fraction above ``max_nodata_fraction``.
         dropped_bright: patches with a bright-pixel fraction above ``max_bright_fraction``.
         dropped_straddling: patches across a split-block border (``drop_straddlers``).
-        skipped_existing: the scene was already in the store; nothing was read or written.
+        skipped_existing: the scene (same id, same source URI) was already in the store;
+            nothing was read or written.
         version: the store version after this call.
     """
 
@@ -106,6 +109,23 @@ def _missing_mask(pixels: np.ndarray, nodata: float) -> np.ndarray:
     return missing
 
 
+def _to_uint16(pixels: np.ndarray, scene: Scene) -> np.ndarray:
+    """``pixels`` as the store's uint16, refusing values uint16 cannot hold rather than wrapping
+    them (``astype`` would turn -1 into 65535 and 70000 into 4464)."""
+    if pixels.dtype == np.uint16:
+        return pixels
+    low, high = int(pixels.min()), int(pixels.max())
+    if low < 0 or high > _UINT16_MAX:
+        raise TilingError(
+            f"scene {scene.uri} holds {pixels.dtype} pixels from {low} to {high} in patches to "
+            f"keep, but the patch store holds uint16 reflectance ×10000 (0 to {_UINT16_MAX}) "
+            "and would wrap them. Convert the scene to uint16 ×10000 first (e.g. "
+            "`gdal_translate -ot UInt16`, mapping its nodata to 0), or declare out-of-range "
+            "fill values as the files' nodata so their patches are dropped."
+        )
+    return pixels.astype(np.uint16)
+
+
 def _strip_batch(
     scene: Scene,
     lr_scene: Scene | None,
@@ -155,9 +175,9 @@ def _strip_batch(
     counts.val += int(np.count_nonzero(sides == "val"))
     lr_p = p // scale
     return PatchBatch(
-        hr=np.stack([core[:, :, c : c + p] for c in offsets]).astype(np.uint16, copy=False),
-        lr=np.stack([lr_strip[:, :, c // scale : c // scale + lr_p] for c in offsets]).astype(
-            np.uint16, copy=False
+        hr=_to_uint16(np.stack([core[:, :, c : c + p] for c in offsets]), scene),
+        lr=_to_uint16(
+            np.stack([lr_strip[:, :, c // scale : c // scale + lr_p] for c in offsets]), scene
         ),
         row_off=np.full(len(kept), row_off, dtype=np.int64),
         col_off=offsets,
@@ -196,6 +216,11 @@ def tile_scene(
     band (a cloud proxy). The blur of ``gaussian_area`` sees the scene around each patch, not
     just the patch, so LR patches have no padding artefacts inside the scene.
 
+    The scene is recorded in the store under its id (:attr:`Scene.scene_id`) with the URI it
+    was read from: tiling the same URI again is a no-op, while another scene with the same id is
+    refused, never dropped. Pixels are stored as uint16; scenes of another integer dtype (int16,
+    int32, uint8...) are accepted as long as every kept patch fits 0 to 65535.
+
     Args:
         scene_uri: scene folder, ``.SAFE`` product or multi-band raster (local or ``s3://``).
         store_uri: patch store (local path or URL); created on first use.
@@ -221,9 +246,12 @@ def tile_scene(
 
     Raises:
         TilingError: bad parameters, a scene smaller than one patch, an LR grid that does not
-            align (``real``), or no patch kept (nothing is written then).
+            align (``real``), pixel values uint16 cannot hold, or no patch kept (nothing is
+            committed in all these cases).
         StoreMismatchError: the store holds patches cut with other parameters.
-        SceneReadError: the scene cannot be read.
+        SceneIdConflictError: the store holds a scene with this id read from another URI.
+        SceneReadError: the scene cannot be read (:class:`~datasets.errors.SceneFetchError`
+            when fetching it failed; run again).
     """
     stride = patch_size if stride is None else stride
     degradation = degradation or Degradation()
@@ -251,7 +279,7 @@ def tile_scene(
         scene = stack.enter_context(
             open_scene(scene_uri, bands, resampling=resampling, storage_options=scene_options)
         )
-        if writer.has_scene(scene.scene_id):
+        if writer.has_scene(scene.scene_id, scene.uri):
             version = store_version(store_uri, storage_options)
             return TileResult(scene.scene_id, 0, 0, 0, 0, 0, True, version)
         if scene.width < patch_size or scene.height < patch_size:
@@ -291,7 +319,9 @@ def tile_scene(
                 if progress is not None:
                     progress(done, len(rows))
 
-        result = writer.append_scene(scene.scene_id, scene.crs.to_wkt(), batches())
+        result = writer.append_scene(
+            scene.scene_id, scene.crs.to_wkt(), batches(), source=scene.uri
+        )
     if result.skipped_existing:
         return TileResult(result.scene_id, 0, 0, 0, 0, 0, True, result.version)
     if result.n_patches == 0:

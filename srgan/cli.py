@@ -84,6 +84,10 @@ def _super_resolve(args: argparse.Namespace) -> int:
             tile_size=args.tile_size,
             overlap=args.overlap,
             batch_size=args.batch_size,
+            use_ema=not args.no_ema,
+            device=args.device,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
         )
     except (S2SRDataError, CheckpointError) as err:
         print(f"s2-srgan: error: {err}", file=sys.stderr)
@@ -110,12 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(func=_presets)
 
     sr = sub.add_parser("super-resolve", help="super-resolve a scene into a COG")
-    sr.add_argument("scene")
-    sr.add_argument("--checkpoint", required=True)
-    sr.add_argument("--out", required=True)
-    sr.add_argument("--tile-size", type=int, default=128)
-    sr.add_argument("--overlap", type=int, default=16)
-    sr.add_argument("--batch-size", type=int, default=8)
+    sr.add_argument("scene", help="band folder, .SAFE product or multi-band raster (or s3://)")
+    sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
+    sr.add_argument("--out", required=True, help="output .tif path or s3:// URI")
+    sr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    sr.add_argument("--tile-size", type=int, default=128, help="LR tile edge in pixels")
+    sr.add_argument("--overlap", type=int, default=16, help="LR overlap of neighbouring tiles")
+    sr.add_argument("--batch-size", type=int, default=8, help="tiles per generator call")
+    sr.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: a GPU if any)"
+    )
+    sr.add_argument(
+        "--no-ema", action="store_true", help="use the raw generator, not its EMA weights"
+    )
+    sr.add_argument(
+        "--dtype",
+        choices=["uint16", "float32"],
+        default="uint16",
+        help="uint16 reflectance x10000 (default) or float32 reflectance",
+    )
     sr.set_defaults(func=_super_resolve)
     return parser
 

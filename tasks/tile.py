@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
 from datasets.degradation import Degradation
-from datasets.errors import PatchStoreError
+from datasets.errors import PatchStoreError, is_transient
 from datasets.patch_store import store_version
 from datasets.scenes import find_scenes
 from datasets.split_policy import SplitPolicy
@@ -32,7 +32,7 @@ def find_scene_uris(scan: str) -> list[str]:
 
 @task(
     name="tile-scene",
-    # transient I/O (S3 hiccups, a concurrent Icechunk commit) is retried; appends are idempotent
+    # transient errors (S3 hiccups, a lost Icechunk commit race) are retried; appends are idempotent
     retries=3,
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=lambda task, run, state: _retryable(state),
@@ -83,15 +83,12 @@ def _scene_name() -> str:
 
 
 def _retryable(state: Any) -> bool:
-    """Retry I/O and store-conflict errors, not bad input (which would fail again)."""
+    """Retry what may not recur (network errors, a lost commit race), not what would fail
+    again (bad input, a missing scene, a store that is not a patch store)."""
     try:
         state.result()
-    except (OSError, PatchStoreError) as err:
-        from datasets.errors import StoreMismatchError
-
-        return not isinstance(err, StoreMismatchError)
-    except Exception:
-        return False
+    except Exception as err:
+        return is_transient(err)
     return False
 
 

@@ -15,9 +15,9 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from datasets.errors import SceneReadError
+from datasets.errors import SceneFetchError, SceneReadError
 from datasets.scenes.grid import Grid, resampling_method, target_grid
-from datasets.scenes.storage import SceneStore, gdal_message
+from datasets.scenes.storage import SceneStore, fetch_failed, gdal_message, looks_unavailable
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Scene:
 
     Attributes:
         uri: What was opened (folder, ``.SAFE`` product, multi-band file; local or ``s3://``).
-        scene_id: Stable, filesystem-safe identifier (product or folder name).
+        scene_id: Stable, filesystem-safe identifier (product, file or folder name; see
+            :func:`~datasets.scenes.open_scene`).
         bands: Band names in the order :meth:`read` returns them.
         sources: The file (and band index) each band is read from, in ``bands`` order.
         crs: Coordinate reference system of the grid.
@@ -160,6 +161,10 @@ class Scene:
             with self._store.env():
                 dataset.read(source.index, window=last)
         except RasterioError as err:
+            if self._store.remote and looks_unavailable(err):
+                raise fetch_failed(
+                    f"Probing {source.uri} ({source.band})", gdal_message(err)
+                ) from err
             raise SceneReadError(
                 f"{source.uri} ({source.band}) is truncated or corrupt: "
                 f"{gdal_message(err)}. Re-download or re-export it."
@@ -199,7 +204,9 @@ class Scene:
 
         Raises:
             ValueError: ``window`` is fractional, empty or outside the grid.
-            SceneReadError: A file cannot be decoded (truncated or corrupt) or fetched.
+            SceneReadError: A local file cannot be decoded (truncated or corrupt);
+                :class:`~datasets.errors.SceneFetchError` when reading an ``s3://`` file fails
+                (run again).
         """
         if not self._readers:
             raise SceneReadError(f"Scene {self.scene_id} is closed; open it again to read.")
@@ -210,6 +217,16 @@ class Scene:
                 try:
                     reader.read(source.index, window=win, out=out[i])
                 except RasterioError as err:
+                    if self._store.remote:
+                        # GDAL reports a failed range request as a short read, like truncation;
+                        # but _probe read this file's last block, so blame the network.
+                        raise SceneFetchError(
+                            f"Reading {source.band} from {source.uri} failed: "
+                            f"{gdal_message(err)}. The file opened and its last block read, so "
+                            "the network or the S3 server is the likely cause; run again (the "
+                            "tile-sentinel2 flow retries by itself). If it keeps failing, the "
+                            "object may be corrupt: re-upload it."
+                        ) from err
                     raise SceneReadError(
                         f"Reading {source.band} from {source.uri} failed: "
                         f"{gdal_message(err)}. The file is probably truncated or corrupt; "

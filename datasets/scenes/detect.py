@@ -26,11 +26,30 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 """Files with these suffixes are probed as multi-band scenes by :func:`find_scenes`."""
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+# Folders of a .SAFE tree whose names every product shares; they cannot name a scene alone.
+_GENERIC_FOLDER = re.compile(r"^(IMG_DATA|R\d+m)$", re.IGNORECASE)
 _log = logging.getLogger(__name__)
 
 
 def _basename(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _folder_scene_id(uri: str) -> str:
+    """The scene id of a band folder: its name, or for the folders every ``.SAFE`` tree has
+    (``IMG_DATA``, ``R10m``...) the granule's name, plus the resolution folder if any.
+
+    ``…/GRANULE/L1C_T18SVG_A014802_20200101T155614/IMG_DATA`` → ``L1C_T18SVG_A014802_…``,
+    ``…/GRANULE/L2A_T33UUP_A…/IMG_DATA/R10m`` → ``L2A_T33UUP_A…_R10m``.
+    """
+    parts = [part for part in uri.split("/") if part]
+    generic: list[str] = []
+    while len(parts) > 1 and _GENERIC_FOLDER.match(parts[-1]):
+        generic.insert(0, parts.pop())
+    if not generic:
+        return parts[-1] if parts else "scene"
+    suffix = [name for name in generic if name.upper() != "IMG_DATA"]
+    return "_".join([parts[-1], *suffix])
 
 
 def _missing(uri: str) -> SceneReadError:
@@ -62,7 +81,10 @@ def open_scene(
             ``secret``, ``token``, ``anon``).
 
     Returns:
-        An open :class:`Scene`; close it (or use ``with``) when done.
+        An open :class:`Scene`; close it (or use ``with``) when done. Its ``scene_id`` is the
+        product name of a ``.SAFE``, the name of a file without its suffix, or the name of a
+        band folder; for the ``IMG_DATA`` and ``R<res>m`` folders of a ``.SAFE`` tree, the
+        granule's name (plus ``_R<res>m``).
 
     Raises:
         ValueError: Unknown band or resampling name, or a non-positive resolution.
@@ -95,7 +117,7 @@ def open_scene(
             scene_id = safe_scene_id(where)
         else:
             sources = band_folder_sources(entries, wanted, where, resolution)
-            scene_id = _basename(where)
+            scene_id = _folder_scene_id(where)
     scene_id = _UNSAFE_ID_CHARS.sub("_", scene_id).strip("._") or "scene"
     return Scene(where, scene_id, sources, store, resolution=resolution, resampling=resampling)
 

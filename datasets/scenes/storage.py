@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader
 from rasterio.session import AWSSession
 
-from datasets.errors import SceneReadError
+from datasets.errors import SceneFetchError, SceneReadError, is_transient
 
 # How S3 and GDAL word a refused request; GDAL passes on the server's message when there is one.
 _DENIED = (
@@ -34,6 +34,20 @@ _DENIED = (
     "signaturedoesnotmatch",
     "signature we calculated does not match",
     "response code: 403",
+)
+# How GDAL and S3 word a failure of the network or of a busy server rather than of the file.
+_UNAVAILABLE = (
+    "curl error",
+    "response code: 5",
+    "timed out",
+    "timeout",
+    "connection",
+    "reduce your request rate",
+    "slowdown",
+    "slow down",
+    "service unavailable",
+    "internal error",
+    "try again",
 )
 
 
@@ -56,6 +70,38 @@ def gdal_message(err: BaseException) -> str:
     while err.__cause__ is not None and "previous exception" in str(err):
         err = err.__cause__
     return str(err).strip().rstrip(".")
+
+
+def looks_unavailable(err: BaseException) -> bool:
+    """Whether a GDAL error, or any error it wraps, reads like a network or server failure."""
+    current: BaseException | None = err
+    while current is not None:
+        if any(token in str(current).lower() for token in _UNAVAILABLE):
+            return True
+        current = current.__cause__
+    return False
+
+
+def fetch_failed(what: str, reason: str | BaseException) -> SceneFetchError:
+    """The error for a request that failed for reasons another attempt may not meet."""
+    return SceneFetchError(
+        f"{what}: {reason}. The network or the S3 server failed; run again (the tile-sentinel2 "
+        "flow retries by itself). If it keeps failing, check storage_options['endpoint_url'] "
+        "and the network."
+    )
+
+
+def _s3_failure(what: str, uri: str, err: Exception) -> SceneReadError | None:
+    """The SceneReadError for an s3fs/botocore failure, ``None`` for errors of another kind."""
+    if isinstance(err, PermissionError):
+        return SceneReadError(_credentials_hint(uri))
+    if is_transient(err):
+        return fetch_failed(what, err)
+    if isinstance(err, OSError):
+        return SceneReadError(
+            f"{what}: {err}. Check the URI, storage_options['endpoint_url'] and the credentials."
+        )
+    return None
 
 
 def _credentials_hint(uri: str) -> str:
@@ -111,7 +157,8 @@ class SceneStore:
         """``"dir"``, ``"file"`` or ``None`` when nothing exists at ``uri``.
 
         Raises:
-            SceneReadError: S3 refused the request (credentials) or could not be reached.
+            SceneReadError: S3 refused the request (credentials); :class:`SceneFetchError`
+                when it could not be reached or was busy.
         """
         if not is_s3(uri):
             path = Path(uri)
@@ -120,29 +167,33 @@ class SceneStore:
             info = self.s3.info(uri)
         except FileNotFoundError:
             return None
-        except PermissionError as err:
-            raise SceneReadError(_credentials_hint(uri)) from err
-        except OSError as err:
-            raise SceneReadError(
-                f"Could not query {uri}: {err}. Check storage_options['endpoint_url'], the "
-                "network and the credentials."
-            ) from err
+        except Exception as err:
+            failure = _s3_failure(f"Could not query {uri}", uri, err)
+            if failure is None:
+                raise
+            raise failure from err
         return "dir" if info.get("type") == "directory" else "file"
 
     def listdir(self, uri: str) -> list[Entry]:
-        """Entries directly inside the folder ``uri``, sorted by name."""
+        """Entries directly inside the folder ``uri``, sorted by name.
+
+        Raises:
+            FileNotFoundError: ``uri`` does not exist.
+            SceneReadError: as :meth:`kind`.
+        """
         if not is_s3(uri):
             with os.scandir(uri) as it:
                 entries = [Entry(e.name, str(Path(uri) / e.name), e.is_dir()) for e in it]
         else:
             try:
                 items = self.s3.ls(uri, detail=True)
-            except PermissionError as err:
-                raise SceneReadError(_credentials_hint(uri)) from err
             except FileNotFoundError:
                 raise
-            except OSError as err:
-                raise SceneReadError(f"Could not list {uri}: {err}.") from err
+            except Exception as err:
+                failure = _s3_failure(f"Could not list {uri}", uri, err)
+                if failure is None:
+                    raise
+                raise failure from err
             entries = []
             for item in items:
                 name = item["name"].rstrip("/").rsplit("/", 1)[-1]
@@ -205,7 +256,8 @@ class SceneStore:
         """Open one raster file with rasterio; the caller closes it.
 
         Raises:
-            SceneReadError: The file does not exist, access is denied, or GDAL cannot parse it.
+            SceneReadError: The file does not exist, access is denied, or GDAL cannot parse it;
+                :class:`SceneFetchError` when the network or the S3 server failed.
         """
         try:
             with self.env(), warnings.catch_warnings():
@@ -220,6 +272,8 @@ class SceneStore:
                 raise SceneReadError(
                     f"The bucket of {uri} does not exist; check the bucket name and endpoint."
                 ) from err
+            if self.remote and looks_unavailable(err):
+                raise fetch_failed(f"Cannot open {uri}", message) from err
             raise SceneReadError(
                 f"Cannot read {uri} as a raster: {message}. The file may be truncated or corrupt "
                 "(re-download or re-export it), or not a format GDAL reads (GeoTIFF/COG/JPEG2000)."

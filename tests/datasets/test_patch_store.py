@@ -11,7 +11,8 @@ import s3fs
 import xarray as xr
 from scene_crops import write_crop
 
-from datasets.errors import PatchStoreError, StoreMismatchError
+from datasets import icechunk_store
+from datasets.errors import PatchStoreError, StoreConflictError, StoreMismatchError, is_transient
 from datasets.patch_store import (
     PatchStoreWriter,
     detect_backend,
@@ -192,6 +193,31 @@ def test_mismatched_appends_are_refused_naming_both_values(
     with pytest.raises(StoreMismatchError, match=f"uses the '{backend}' backend"):
         _tile(scenes[1], store, other)
     assert store_info(str(store)).scenes == ("scene_a",)
+
+
+def test_store_errors_tell_whether_running_again_can_succeed(
+    scenes: list[Path], tmp_path: Path
+) -> None:
+    import zarr
+
+    store = str(tmp_path / "race")
+    _tile(scenes[0], store, "icechunk")
+    late = icechunk_store.writable_session(icechunk_store.open_or_create(store))
+    zarr.open_group(late.store, mode="r+", zarr_format=3).attrs["touched"] = True
+    _tile(scenes[1], store, "icechunk")  # commits while ``late`` is open
+    with pytest.raises(StoreConflictError, match="another writer committed") as lost_race:
+        icechunk_store.commit(late, "late append", store)
+    assert is_transient(lost_race.value)
+    plain = tmp_path / "plain.zarr"
+    zarr.open_group(str(plain), mode="w", zarr_format=3)
+    with pytest.raises(PatchStoreError, match="not an s2-srgan patch store") as foreign:
+        _tile(scenes[0], plain, "zarr")
+    with pytest.raises(StoreMismatchError) as mismatch:
+        _tile(scenes[1], store, "icechunk", scale=2)
+    with pytest.raises(PatchStoreError, match="no patch store") as missing:
+        store_version(str(tmp_path / "nothing"))
+    for permanent in (foreign, mismatch, missing):
+        assert not is_transient(permanent.value)
 
 
 def test_missing_store_is_reported(tmp_path: Path) -> None:

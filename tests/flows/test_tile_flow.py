@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -177,11 +178,34 @@ def test_a_bad_scene_fails_the_run_without_retries_and_keeps_the_good_ones(
     assert all(t.state.is_failed() and t.run_count == 1 for t in bad_runs)
 
 
-def test_a_transient_io_error_is_retried(
+def _unreachable_s3_read() -> BaseException:
+    """The real error of a scene read from an S3 endpoint that refuses connections."""
+    from datasets.scenes.storage import SceneStore
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    uri = "s3://s2sr-unreachable/scene/B02.tif"
+    try:
+        SceneStore.for_uri(uri, {"endpoint_url": endpoint, "key": "k", "secret": "s"}).open_raster(
+            uri
+        )
+    except Exception as err:
+        return err
+    raise AssertionError("a read from a closed port succeeded")
+
+
+@pytest.mark.parametrize(
+    "transient",
+    [lambda: OSError("connection reset by peer"), _unreachable_s3_read],
+    ids=["oserror", "scene-fetch-error"],
+)
+def test_a_transient_error_is_retried(
     prefect_api: None,
     bigearthnet_dirs: list[Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    transient: Callable[[], BaseException],
 ) -> None:
     calls: list[str] = []
     real_tile_scene = tasks.tile.tile_scene
@@ -189,7 +213,7 @@ def test_a_transient_io_error_is_retried(
     def flaky(scene_uri: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(scene_uri)
         if len(calls) == 1:
-            raise OSError("connection reset by peer")
+            raise transient()
         return real_tile_scene(scene_uri, *args, **kwargs)
 
     monkeypatch.setattr(tasks.tile, "tile_scene", flaky)
@@ -197,6 +221,19 @@ def test_a_transient_io_error_is_retried(
     assert state.is_completed(), state.message
     (run,) = [t for t in _task_runs(state) if t.name.startswith("tile-S2")]
     assert run.run_count == 2 and len(calls) == 2
+
+
+def test_a_folder_that_is_not_a_patch_store_fails_without_retries(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path
+) -> None:
+    import zarr
+
+    foreign = tmp_path / "someone-elses.zarr"
+    zarr.open_group(str(foreign), mode="w", zarr_format=3)
+    state = _tile(tmp_path / "storage", scenes=[str(bigearthnet_dirs[0])], store=str(foreign))
+    assert state.is_failed() and "not an s2-srgan patch store" in str(state.message)
+    (run,) = [t for t in _task_runs(state) if t.name.startswith("tile-S2")]
+    assert run.state.is_failed() and run.run_count == 1
 
 
 def test_no_scenes_is_a_clear_error(prefect_api: None, tmp_path: Path) -> None:

