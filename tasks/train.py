@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
 from prefect.states import State
 
-from datasets.errors import PatchStoreError
+from datasets.errors import PatchStoreError, is_transient
 from srgan.checkpointing import CheckpointError
 from srgan.config import ConfigError, TrainingConfig, load_config
 from srgan.module import NonFiniteLossError
@@ -56,11 +56,15 @@ def training_config(
 
 
 def retry_unless_input_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """``retry_condition_fn`` of the training task: retry unless the failure is an input error."""
+    """``retry_condition_fn`` of the training task: retry unless the failure is an input error.
+
+    A data-layer error marked transient (e.g. a lost commit race) is retried even where its class
+    is a store error.
+    """
     try:
         state.result()
-    except INPUT_ERRORS:
-        return False
+    except INPUT_ERRORS as err:
+        return is_transient(err)
     except Exception:
         return True
     return True
