@@ -1,11 +1,11 @@
 """Flow ``train-srgan``: fit the SRGAN on a patch store and register the results as artifacts.
 
-Run it with ``prefect deployment run train-srgan/train-srgan``. Bad input fails the run at its
-first attempt: the config and overrides are parsed before any task starts, and the training task
-does not retry input errors (store missing or not matching, init-from architecture, unloadable
-checkpoints; see ``tasks.train.INPUT_ERRORS``). Other training failures are retried by the task.
-The run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-run retry
-<id>`` after a crash) finds its own ``last.ckpt`` and continues from the saved iteration.
+Run it with ``prefect deployment run train-srgan/train-srgan``. The flow retries on failure; the
+run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-run retry <id>``
+after a crash) finds its own ``last.ckpt`` and continues from the saved iteration. Bad input
+fails the run at its first attempt: the config and overrides are parsed before any task starts,
+and an input error (see ``tasks.train.INPUT_ERRORS``: store missing or not matching, init-from
+architecture, unloadable checkpoints, NaN loss) ends the run's remaining retries.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from pydantic import Field
 
 from tasks.artifacts import register_training_artifacts
 from tasks.storage import default_store, run_dir
-from tasks.train import fit_srgan, training_config
+from tasks.train import end_flow_retries, fit_srgan, is_input_error, training_config
 
 
-# No flow-level retries: Prefect retries a flow on any failure, bad input included. The retries
-# are on the training task, which skips them for input errors.
-@flow(name="train-srgan", log_prints=True)
+@flow(name="train-srgan", retries=2, retry_delay_seconds=5, log_prints=True)
 def train_srgan(
     store: str | None = None,
     config: str = "cpu-tiny",
@@ -45,11 +43,16 @@ def train_srgan(
         max_epochs: epoch limit, overriding the config.
         init_from: checkpoint to warm-start from (weights only).
     """
-    # ConfigError (unknown preset or key, invalid value) ends the run here, before any task
-    cfg = training_config(
-        config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
-    )
     key = run_key or str(runtime.flow_run.id)
-    result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
+    try:
+        # ConfigError (unknown preset or key, invalid value) ends the run here, before any task
+        cfg = training_config(
+            config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
+        )
+        result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
+    except Exception as err:
+        if is_input_error(err):  # another attempt would fail the same way
+            end_flow_retries()
+        raise
     keys = register_training_artifacts(result, cfg.model_dump(mode="json"))
     return {**result, "artifacts": keys, "run_key": key}

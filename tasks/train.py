@@ -7,10 +7,8 @@ import os
 from dataclasses import asdict
 from typing import Any
 
-from prefect import Task, task
-from prefect.client.schemas.objects import TaskRun
+from prefect import task
 from prefect.logging import get_run_logger
-from prefect.states import State
 
 from datasets.errors import PatchStoreError, is_transient
 from srgan.checkpointing import CheckpointError
@@ -55,19 +53,32 @@ def training_config(
     return load_config(config, merged)
 
 
-def retry_unless_input_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """``retry_condition_fn`` of the training task: retry unless the failure is an input error.
+def is_input_error(err: BaseException) -> bool:
+    """Whether another attempt would only repeat ``err``: an input error not marked transient.
 
-    A data-layer error marked transient (e.g. a lost commit race) is retried even where its class
-    is a store error.
+    A data-layer error marked transient (e.g. a lost commit race) counts as worth a retry even
+    where its class is a store error.
     """
-    try:
-        state.result()
-    except INPUT_ERRORS as err:
-        return is_transient(err)
-    except Exception:
-        return True
-    return True
+    return isinstance(err, INPUT_ERRORS) and not is_transient(err)
+
+
+def end_flow_retries() -> None:
+    """Let the current flow run fail without its remaining automatic retries.
+
+    Prefect retries a failed flow run on any error; the retry budget lives in the run's policy
+    on the server, so setting it to 0 makes this failure final. Outside a flow run: no-op.
+    """
+    from prefect import runtime
+    from prefect.client.orchestration import get_client
+
+    flow_run_id = runtime.flow_run.id
+    if not flow_run_id:
+        return
+    with get_client(sync_client=True) as client:
+        policy = client.read_flow_run(flow_run_id).empirical_policy
+        client.update_flow_run(
+            flow_run_id, empirical_policy=policy.model_copy(update={"retries": 0})
+        )
 
 
 def one_process_training(config: TrainingConfig) -> TrainingConfig:
@@ -129,13 +140,7 @@ class _ForwardHandler(logging.Handler):
         self.target.log(record.levelno, "%s: %s", record.name, record.getMessage())
 
 
-@task(
-    name="fit-srgan",
-    log_prints=True,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_unless_input_error,
-)
+@task(name="fit-srgan", log_prints=True)
 def fit_srgan(
     config: TrainingConfig,
     run_dir: str,
@@ -144,7 +149,7 @@ def fit_srgan(
 ) -> dict[str, Any]:
     """Fit (or resume) the SRGAN into ``run_dir``; returns paths and metrics, never tensors.
 
-    A retry resumes from the run's own ``last.ckpt``; :data:`INPUT_ERRORS` are not retried.
+    Retries belong to the flow: its retry resumes from the run's own ``last.ckpt``.
     """
     handlers = _bridge_logs()
     try:

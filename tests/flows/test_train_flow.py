@@ -20,7 +20,6 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-import flows.train
 import tasks.train
 from datasets.errors import PatchStoreError, StoreMismatchError
 from flows.train import train_srgan
@@ -63,11 +62,8 @@ def flaky_fit(
 ) -> list[StartIteration]:
     """Make the training task's ``fit`` fail at ``fail_at`` on its first call only.
 
-    ``before_retry(run_dir)`` runs before every later call. The task retries without delay.
-    Returns one recorder per call.
+    ``before_retry(run_dir)`` runs before every later call. Returns one recorder per call.
     """
-    fast = tasks.train.fit_srgan.with_options(retry_delay_seconds=0)
-    monkeypatch.setattr(flows.train, "fit_srgan", fast)
     real_fit = tasks.train.fit
     starts: list[StartIteration] = []
 
@@ -166,7 +162,7 @@ def test_failed_attempt_is_retried_and_resumes_to_identical_weights(
     iterations: int,
 ) -> None:
     starts = flaky_fit(monkeypatch, fail_at=7)
-    state = train_srgan(
+    state = train_srgan.with_options(retry_delay_seconds=0)(
         store=str(patch_store),
         overrides=tiny(),
         run_key="interrupted",
@@ -178,6 +174,7 @@ def test_failed_attempt_is_retried_and_resumes_to_identical_weights(
     result = state.result()
     # the failure point was saved between steps, so the retry continues at iteration 7, not 0
     assert [s.iteration for s in starts] == [0, 7]
+    assert attempts(state.state_details.flow_run_id)["flow"] == 2  # a flow-level retry
     assert result["resumed_from"] == str(storage / "runs/interrupted/checkpoints/last.ckpt")
     assert result["iteration"] == iterations
     assert_same_weights(result["last_checkpoint"], straight.result()["last_checkpoint"])
@@ -198,7 +195,7 @@ def test_torn_last_checkpoint_falls_back_to_the_previous_one(
 
     # checkpoints at 3 and 6, then the failure at 8 is saved: last = 8, previous = 6
     starts = flaky_fit(monkeypatch, fail_at=8, before_retry=tear_last)
-    state = train_srgan(
+    state = train_srgan.with_options(retry_delay_seconds=0)(
         store=str(patch_store),
         overrides=tiny(),
         run_key="torn",
@@ -230,6 +227,7 @@ def attempts(flow_run_id: Any) -> dict[str, int]:
 
 def test_bad_preset_fails_at_the_first_attempt(storage: Path, read_artifacts: Any) -> None:
     # the flow's default retries: a config that cannot parse must not be tried three times
+    assert train_srgan.retries == 2
     state = train_srgan(config="no-such-preset", max_iterations=4, return_state=True)
 
     assert state.is_failed(), state
@@ -337,8 +335,6 @@ def recording_fit(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         raise RuntimeError("recorded")
 
     monkeypatch.setattr(tasks.train, "fit", fit)
-    fast = tasks.train.fit_srgan.with_options(retries=0)
-    monkeypatch.setattr(flows.train, "fit_srgan", fast)
     return seen
 
 
@@ -347,7 +343,9 @@ def test_devices_auto_on_a_multi_gpu_worker_trains_on_one_device(
 ) -> None:
     DeviceCount(monkeypatch, 4)
     seen = recording_fit(monkeypatch)
-    train_srgan(store=str(patch_store), overrides=tiny(), max_iterations=4, return_state=True)
+    train_srgan.with_options(retries=0)(
+        store=str(patch_store), overrides=tiny(), max_iterations=4, return_state=True
+    )
     assert [(t.devices, t.num_nodes) for t in seen] == [(1, 1)]
 
 
@@ -358,7 +356,9 @@ def test_torchrun_ranks_keep_their_devices(
     for name, value in (("WORLD_SIZE", "4"), ("LOCAL_RANK", "0")):
         monkeypatch.setenv(name, value)
     seen = recording_fit(monkeypatch)
-    train_srgan(store=str(patch_store), overrides=tiny(), max_iterations=4, return_state=True)
+    train_srgan.with_options(retries=0)(
+        store=str(patch_store), overrides=tiny(), max_iterations=4, return_state=True
+    )
     assert [t.devices for t in seen] == ["auto"]
 
 

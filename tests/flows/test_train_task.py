@@ -1,16 +1,15 @@
-"""The training task's retry condition: input errors end the run, other failures are retried."""
+"""Which training failures are input errors (final) and which are worth a flow retry."""
 
 from __future__ import annotations
 
 import pytest
-from prefect.states import Failed
 
 from datasets.errors import PatchStoreError, StoreConflictError, StoreMismatchError
 from srgan.checkpointing import CheckpointError
 from srgan.config import ConfigError
 from srgan.module import NonFiniteLossError
 from srgan.train import InitCheckpointError
-from tasks.train import retry_unless_input_error
+from tasks.train import is_input_error
 
 
 @pytest.mark.parametrize(
@@ -27,6 +26,5 @@ from tasks.train import retry_unless_input_error
         (NonFiniteLossError("nan"), False),
     ],
 )
-def test_retry_condition(error: Exception, retried: bool) -> None:
-    state = Failed(data=error)
-    assert retry_unless_input_error(None, None, state) is retried  # type: ignore[arg-type]
+def test_input_errors(error: Exception, retried: bool) -> None:
+    assert is_input_error(error) is not retried
