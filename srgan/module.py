@@ -16,7 +16,6 @@ import math
 import platform
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import lightning
@@ -92,8 +91,11 @@ class SRGANModule(LightningModule):
         )
         self.val_metrics = SRValidationMetrics(cfg.data.scale, cfg.data_range, cfg.in_bands)
         self.iteration = 0
-        self.preview_dir: Path | None = None
-        self.last_preview_path: Path | None = None
+        #: where validation previews go: a local folder or an fsspec URL (``None``: nowhere)
+        self.preview_dir: str | None = None
+        self.last_preview_path: str | None = None
+        #: ``{"iteration", "val_metrics/..."}`` of every validation of the fit, kept in checkpoints
+        self.val_history: list[dict[str, float]] = []
         self.last_val_metrics: dict[str, float] = {}
         self._preview_batch: tuple[Tensor, ...] | None = None
         self._in_step = False
@@ -378,6 +380,7 @@ class SRGANModule(LightningModule):
             return
         self.last_val_metrics = metrics
         if self.trainer.state.fn == "fit":  # a stand-alone validate() has no schedulers
+            self.val_history.append({"iteration": float(self.iteration), **metrics})
             self._step_plateau(metrics)
         self._write_preview()
 
@@ -400,9 +403,9 @@ class SRGANModule(LightningModule):
             return
         lr, bicubic, sr, hr = self._preview_batch
         grid = preview_grid(lr, bicubic, sr, hr, bands=self.config.validation.preview_bands)
-        path = self.preview_dir / f"preview_{self.iteration:08d}.png"
-        self.last_preview_path = save_preview(grid, path)
-        save_preview(grid, self.preview_dir / "latest.png")
+        folder = self.preview_dir.rstrip("/")
+        self.last_preview_path = save_preview(grid, f"{folder}/preview_{self.iteration:08d}.png")
+        save_preview(grid, f"{folder}/latest.png")
 
     def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
         lr = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -416,6 +419,7 @@ class SRGANModule(LightningModule):
             "iteration": self.iteration,
             "rng": rng_states(),
             "val_metrics": dict(self.last_val_metrics),
+            "val_history": [dict(row) for row in self.val_history],
         }
 
     def _record_data_position(self, checkpoint: dict[str, Any]) -> None:
@@ -437,6 +441,7 @@ class SRGANModule(LightningModule):
             return
         self.iteration = int(state["iteration"])
         self.last_val_metrics = dict(state.get("val_metrics", {}))
+        self.val_history = [dict(row) for row in state.get("val_history", [])]
         if self._trainer is not None:  # resuming a fit, not a weights-only load for inference
             restore_rng_states(state["rng"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,11 +58,23 @@ def preview_grid(
     return np.concatenate(rows, axis=0)
 
 
-def save_preview(grid: np.ndarray, path: str | Path) -> Path:
-    """Write a grid from :func:`preview_grid` as PNG (atomically: temp name, then rename)."""
+def save_preview(grid: np.ndarray, path: str | Path) -> str:
+    """Write a grid from :func:`preview_grid` as PNG to a local path or an fsspec URL.
+
+    Never partly visible: a local file is written under a temporary name and renamed; a remote
+    object is uploaded in one request.
+    """
+    if "://" in str(path):
+        import fsspec
+
+        buffer = io.BytesIO()
+        Image.fromarray(grid).save(buffer, format="PNG")
+        with fsspec.open(str(path), "wb") as out:
+            out.write(buffer.getvalue())
+        return str(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     Image.fromarray(grid).save(tmp)
     tmp.replace(path)
-    return path
+    return str(path)

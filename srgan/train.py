@@ -5,6 +5,7 @@ This is the one entry point the CLI and the Prefect training task share.
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
@@ -148,6 +150,28 @@ def trainer_strategy(t: TrainerConfig) -> str | Strategy:
     return name
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, appending to an existing ``metrics.csv`` instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+
+class RunCSVLogger(CSVLogger):
+    """``<run_dir>/logs/metrics.csv`` across attempts: a resumed run appends to the rows of the
+    attempts before it (the steps after the last checkpoint appear again, from the attempt
+    that redid them)."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if not isinstance(self._experiment, ExperimentWriter):
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def build_trainer(
     config: TrainingConfig,
     run_dir: str | Path,
@@ -183,7 +207,7 @@ def build_trainer(
         limit_val_batches=config.validation.limit_batches,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_iterations,
-        logger=CSVLogger(run_dir, name="logs", version=""),
+        logger=RunCSVLogger(run_dir, name="logs", version=""),
         callbacks=[last, best, *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
@@ -222,9 +246,7 @@ def fit(
     """
     lightning.seed_everything(config.trainer.seed, workers=True, verbose=False)
     module = SRGANModule(config)
-    local_run_dir = Path(run_dir) if "://" not in str(run_dir) else None
-    if local_run_dir is not None:
-        module.preview_dir = local_run_dir / "previews"
+    module.preview_dir = f"{str(run_dir).rstrip('/')}/previews"
     trainer, last = build_trainer(config, run_dir, callbacks, progress_bar)
     resume_from = find_resume_checkpoint(last.dirpath) if resume else None
     if resume_from is None and init_from:
@@ -248,7 +270,8 @@ def fit(
         metrics=metrics,
         last_checkpoint=last.last_path if last.last_saved_iteration is not None else None,
         best_checkpoint=best_path or None,
-        preview=str(module.last_preview_path) if module.last_preview_path else None,
+        preview=module.last_preview_path,
+        metric_history=[dict(row) for row in module.val_history],
         resumed_from=resume_from,
         seconds=seconds,
         device=device_name(trainer.strategy.root_device),

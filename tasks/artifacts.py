@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import fsspec
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 METRICS = ("l1", "psnr", "ssim", "sam", "ergas")
+
+
+def _software_version() -> str:
+    try:
+        return version("s2-srgan")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 def metrics_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -35,10 +44,46 @@ def _link(path: str) -> str:
 
 
 def _preview_markdown(preview: str | None) -> str:
-    if not preview or not Path(preview).is_file():
+    if not preview:
         return "_no preview_"
-    data = base64.b64encode(Path(preview).read_bytes()).decode()
+    try:
+        with fsspec.open(preview, "rb") as file:  # local path or the run's s3:// folder
+            data = base64.b64encode(file.read()).decode()
+    except FileNotFoundError:
+        return "_no preview_"
     return f"LR | bicubic | SR | HR\n\n![preview](data:image/png;base64,{data})"
+
+
+#: Most rows of the report's validation curve (first, best and last are always among them).
+CURVE_ROWS = 12
+
+
+def curve_markdown(history: list[dict[str, float]], best_metric: str = "l1") -> str:
+    """A table of the validations of a run: at most :data:`CURVE_ROWS`, evenly spread.
+
+    The first, the last and the best (by ``best_metric``) validation are always shown.
+    """
+    if not history:
+        return "_no validation during training_"
+    key = f"val_metrics/{best_metric}"
+    higher = best_metric in {"psnr", "ssim"}
+    scored = [i for i, row in enumerate(history) if key in row]
+    best = max(scored, key=lambda i: history[i][key] * (1 if higher else -1)) if scored else 0
+    step = max(1, -(-len(history) // (CURVE_ROWS - 1)))
+    chosen = sorted({*range(0, len(history), step), len(history) - 1, best})
+    names = [m for m in METRICS if f"val_metrics/{m}" in history[-1]]
+    lines = [
+        "| iteration | " + " | ".join(names) + " | PSNR gain over bicubic |",
+        "|---" * (len(names) + 2) + "|",
+    ]
+    for i in chosen:
+        row = history[i]
+        cells = [f"{row.get(f'val_metrics/{m}', float('nan')):.5g}" for m in names]
+        gain = row.get("val_metrics/psnr_gain", float("nan"))
+        mark = " (best)" if i == best else ""
+        cells.append(f"{gain:+.3f}")
+        lines.append(f"| {int(row['iteration'])}{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 @task(name="register-training-artifacts")
@@ -73,12 +118,17 @@ def register_training_artifacts(
 - iterations: {result["iteration"]} (resumed from `{result.get("resumed_from")}`)
 - wall time: {result["seconds"]:.1f} s on {result["device"]}, precision {result["precision"]}
 - best checkpoint: `{result.get("best_checkpoint")}`
+- software: s2-srgan {_software_version()}
 
 ## Validation (EMA generator) against bicubic
 
 | metric | SRGAN | bicubic | gain |
 |---|---|---|---|
 {table}
+
+## Validation during training
+
+{curve_markdown(result.get("metric_history") or [], config["validation"]["best_metric"])}
 
 ## Configuration
 

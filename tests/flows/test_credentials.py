@@ -79,6 +79,9 @@ def test_s3_storage_with_env_credentials_leaks_no_secret(
     assert run_dir in logs  # the logs were read, and they name the run's S3 location
     artifacts = read_artifacts(flow_run_id)
     assert {"srgan-last-checkpoint", "srgan-training-report"} <= set(artifacts)
+    # the preview is written into the run's S3 folder and embedded in its artifact
+    assert fs.isfile(f"{BUCKET}/root/runs/{result['run_key']}/previews/latest.png")
+    assert "data:image/png;base64," in artifacts["srgan-preview"].data
     with get_client(sync_client=True) as client:
         parameters = json.dumps(client.read_flow_run(flow_run_id).parameters)
     assert storage in parameters

@@ -149,6 +149,10 @@ def test_run_registers_plausible_artifacts(
     report = artifacts["srgan-training-report"].data
     assert f"- iterations: {iterations} (resumed from `None`)" in report
     assert result["store_version"] and f"(version `{result['store_version']}`)" in report
+    curve = report.split("## Validation during training", 1)[1].split("##", 1)[0]
+    assert result["metric_history"] and "(best)" in curve
+    assert f"| {int(result['metric_history'][-1]['iteration'])}" in curve
+    assert "- software: s2-srgan " in report
     preview = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", artifacts["srgan-preview"].data)
     assert preview and base64.b64decode(preview.group(1)).startswith(b"\x89PNG")
 

@@ -92,3 +92,16 @@ def test_preview_grid_layout_and_png(pairs, tmp_path):
     assert not np.array_equal(grid[:, 0:32], grid[:, 96:128])
     path = save_preview(grid, tmp_path / "p" / "preview.png")
     assert np.array_equal(np.asarray(Image.open(path)), grid)
+
+
+def test_preview_goes_to_an_fsspec_url(pairs):
+    import io
+
+    import fsspec
+
+    lr, hr = pairs
+    grid = preview_grid(lr, bicubic_upsample(lr, 4), hr, hr, bands=(2, 1, 0), max_samples=2)
+    url = "memory://s2sr-preview-test/run/previews/latest.png"
+    assert save_preview(grid, url) == url
+    with fsspec.open(url, "rb") as file:
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(file.read()))), grid)

@@ -230,3 +230,20 @@ def test_runtime_checks_are_logged(make_config, datamodule, tmp_path, caplog):
     assert "pretraining until 3" in text and "EMA from iteration 2" in text
     assert "iteration 3: pretraining done, adversarial training starts" in text
     assert "iteration 2: EMA of the generator starts" in text
+
+
+def test_resumed_run_keeps_its_logs_and_validation_history(make_config, datamodule, tmp_path):
+    import csv
+
+    first = fit(make_config(schedule={"max_iterations": 5}), datamodule, tmp_path)
+    assert [row["iteration"] for row in first.metric_history] == [5.0]
+    again = fit(make_config(schedule={"max_iterations": 10}), datamodule, tmp_path)
+    assert again.resumed_from is not None
+    # the history before the resume travelled in the checkpoint
+    assert [row["iteration"] for row in again.metric_history] == [5.0, 10.0]
+    assert all(r["val_metrics/l1"] > 0 for r in again.metric_history)
+
+    with (tmp_path / "logs" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    iterations = {float(r["training/iteration"]) for r in rows if r.get("training/iteration")}
+    assert iterations == {float(i) for i in range(10)}  # both attempts' rows are kept
