@@ -122,3 +122,18 @@ def test_non_finite_loss_stops_with_named_term(make_config, toy_pairs, tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"generator/content_loss at iteration 0"):
         fit(make_config(), dm, tmp_path, final_validation=False)
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(make_config, datamodule, tmp_path):
+    class PoisonBatch(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.iteration == 5:
+                batch[1].fill_(float("nan"))
+
+    # checkpoints every 4 iterations: the good one is iteration 4; the NaN comes at 5
+    with pytest.raises(NonFiniteLossError, match=r"at iteration 5"):
+        fit(make_config(), datamodule, tmp_path, callbacks=[PoisonBatch()], final_validation=False)
+    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert checkpoint["srgan"]["iteration"] == 4
+    weights = checkpoint["state_dict"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
