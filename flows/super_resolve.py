@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
+from tasks.credentials import s3_credentials
 from tasks.super_resolve import (
     default_output,
     register_super_resolve_artifacts,
@@ -32,6 +33,7 @@ def super_resolve(
     use_ema: bool = True,
     overwrite: bool = False,
     storage: str | None = None,
+    credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Super-resolve one Sentinel-2 scene.
 
@@ -46,12 +48,15 @@ def super_resolve(
         use_ema: use the EMA generator weights (default) rather than the raw ones.
         overwrite: replace an existing output.
         storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``), local or ``s3://``.
+        credentials_block: name of a ``Secret`` block holding the ``AWS_*`` variables for S3
+            (default: the worker's environment, ``~/.aws`` or the instance role).
     """
-    uri = resolve_checkpoint(checkpoint, storage)
-    target = out or default_output(scene, storage)
-    result = super_resolve_scene_task(
-        scene, uri, target, bands, tile_size, overlap, batch_size, use_ema, overwrite
-    )
-    keys = register_super_resolve_artifacts(result)
+    with s3_credentials(credentials_block):
+        uri = resolve_checkpoint(checkpoint, storage)
+        target = out or default_output(scene, storage)
+        result = super_resolve_scene_task(
+            scene, uri, target, bands, tile_size, overlap, batch_size, use_ema, overwrite
+        )
+        keys = register_super_resolve_artifacts(result)
     result.pop("quicklook_png")
     return {**result, "artifacts": keys}

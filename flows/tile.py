@@ -17,12 +17,14 @@ from uuid import UUID
 
 from prefect import Task, flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field
 
 from datasets.degradation import Degradation
 from datasets.scenes import DEFAULT_BANDS
 from datasets.split_policy import SplitPolicy
+from tasks.credentials import s3_credentials
 from tasks.storage import default_store
 from tasks.tile import find_scene_uris, summarise_tiling, tile_one_scene
 
@@ -92,6 +94,7 @@ def tile_sentinel2(
     resampling: Resampling | None = None,
     dask_address: str | None = None,
     max_workers: Annotated[int, Field(ge=1)] = 2,
+    credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Tile Sentinel-2 scenes into a patch store.
 
@@ -114,32 +117,43 @@ def tile_sentinel2(
             ``tcp://scheduler:8786``) instead of local threads. Its workers need this project
             installed and read S3 credentials from their own environment (``AWS_*``).
         max_workers: threads for the local task runner.
+        credentials_block: name of a ``Secret`` block holding the ``AWS_*`` variables for S3
+            (default: the worker's environment, ``~/.aws`` or the instance role). With
+            ``dask_address`` it applies to this flow run only (scanning, summary): the Dask
+            workers keep their own environment.
     """
-    uris = list(scenes or [])
-    if scan:
-        uris += [u for u in find_scene_uris(scan) if u not in uris]
-    if not uris:
-        raise ValueError(
-            "no scenes to tile: pass `scenes` or a `scan` folder/prefix that holds scenes"
-        )
-    target = store or default_store(storage)
-    options = {
-        "bands": bands,
-        "scale": scale,
-        "patch_size": patch_size,
-        "stride": stride,
-        "degradation": degradation,
-        "split": split,
-        "max_nodata_fraction": max_nodata_fraction,
-        "max_bright_fraction": max_bright_fraction,
-        "resampling": resampling,
-    }
-    runner = _task_runner(dask_address, max_workers)
-    results, failures = _tile_scenes.with_options(task_runner=runner)(uris, target, options)
-    summary = summarise_tiling(target, results, failures)
-    if failures:
-        raise TilingFailed(
-            f"{len(failures)} of {len(uris)} scene(s) failed: "
-            + "; ".join(f"{f['scene_uri']}: {f['error']}" for f in failures)
-        )
-    return summary
+    with s3_credentials(credentials_block):
+        uris = list(scenes or [])
+        if scan:
+            uris += [u for u in find_scene_uris(scan) if u not in uris]
+        if not uris:
+            raise ValueError(
+                "no scenes to tile: pass `scenes` or a `scan` folder/prefix that holds scenes"
+            )
+        target = store or default_store(storage)
+        options = {
+            "bands": bands,
+            "scale": scale,
+            "patch_size": patch_size,
+            "stride": stride,
+            "degradation": degradation,
+            "split": split,
+            "max_nodata_fraction": max_nodata_fraction,
+            "max_bright_fraction": max_bright_fraction,
+            "resampling": resampling,
+        }
+        if credentials_block and dask_address:
+            get_run_logger().warning(
+                "credentials_block %r applies to this flow run only: the tile tasks on the Dask "
+                "cluster read S3 credentials from their workers' own environment",
+                credentials_block,
+            )
+        runner = _task_runner(dask_address, max_workers)
+        results, failures = _tile_scenes.with_options(task_runner=runner)(uris, target, options)
+        summary = summarise_tiling(target, results, failures)
+        if failures:
+            raise TilingFailed(
+                f"{len(failures)} of {len(uris)} scene(s) failed: "
+                + "; ".join(f"{f['scene_uri']}: {f['error']}" for f in failures)
+            )
+        return summary

@@ -5,7 +5,8 @@ run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-ru
 after a crash) finds its own ``last.ckpt`` and continues from the saved iteration. Bad input
 fails the run at its first attempt: the config and overrides are parsed before any task starts,
 and an input error (see ``tasks.train.INPUT_ERRORS``: store missing or not matching, init-from
-architecture, unloadable checkpoints, NaN loss) ends the run's remaining retries.
+architecture, unloadable checkpoints, NaN loss, a missing or malformed ``credentials_block``)
+ends the run's remaining retries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect import flow, runtime
 from pydantic import Field
 
 from tasks.artifacts import register_training_artifacts
+from tasks.credentials import s3_credentials
 from tasks.storage import default_store, run_dir
 from tasks.train import end_flow_retries, fit_srgan, is_input_error, training_config
 
@@ -30,6 +32,7 @@ def train_srgan(
     max_iterations: Annotated[int | None, Field(ge=1)] = None,
     max_epochs: Annotated[int | None, Field(ge=1)] = None,
     init_from: str | None = None,
+    credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Train an SRGAN.
 
@@ -42,17 +45,20 @@ def train_srgan(
         max_iterations: training iterations (batches), overriding the config.
         max_epochs: epoch limit, overriding the config.
         init_from: checkpoint to warm-start from (weights only).
+        credentials_block: name of a ``Secret`` block holding the ``AWS_*`` variables for S3
+            (default: the worker's environment, ``~/.aws`` or the instance role).
     """
     key = run_key or str(runtime.flow_run.id)
     try:
-        # ConfigError (unknown preset or key, invalid value) ends the run here, before any task
-        cfg = training_config(
-            config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
-        )
-        result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
+        with s3_credentials(credentials_block):
+            # a ConfigError (unknown preset or key, bad value) ends the run here, before any task
+            cfg = training_config(
+                config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
+            )
+            result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
+            keys = register_training_artifacts(result, cfg.model_dump(mode="json"))
     except Exception as err:
         if is_input_error(err):  # another attempt would fail the same way
             end_flow_retries()
         raise
-    keys = register_training_artifacts(result, cfg.model_dump(mode="json"))
     return {**result, "artifacts": keys, "run_key": key}

@@ -15,6 +15,7 @@ from srgan.checkpointing import CheckpointError
 from srgan.config import ConfigError, TrainingConfig, load_config
 from srgan.module import NonFiniteLossError
 from srgan.train import InitCheckpointError, devices_per_node, fit
+from tasks.credentials import CredentialsBlockError
 from tasks.data import datamodule_for
 from tasks.progress import PrefectProgress
 
@@ -23,9 +24,11 @@ LIBRARY_LOGGERS = ("srgan", "datasets", "lightning.pytorch")
 
 #: Failures that another attempt would only repeat: the input is wrong, not the moment. A bad
 #: config, a missing/empty/mismatched store, an init-from checkpoint of another architecture,
-#: checkpoints that do not load, and a NaN loss (the resumed run replays the same steps).
+#: checkpoints that do not load, a NaN loss (the resumed run replays the same steps), and a
+#: missing or malformed credentials block.
 INPUT_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
+    CredentialsBlockError,
     PatchStoreError,
     InitCheckpointError,
     CheckpointError,
