@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,14 @@ def _train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         progress_bar=sys.stderr.isatty(),
     )
-    print(json.dumps(result.__dict__, indent=2, default=str))
+    text = json.dumps(result.__dict__, indent=2, default=str)
+    print(text)
+    # under torchrun every rank trains; rank 0 holds the result the caller reads back
+    if args.result_json and os.environ.get("RANK", "0") == "0":
+        out = Path(args.result_json)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
     return 0
 
 
@@ -108,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument("--init-from", default=None, help="warm-start from a checkpoint")
     train.add_argument("--fresh", action="store_true", help="ignore checkpoints in --run-dir")
+    train.add_argument(
+        "--result-json", default=None, help="also write the result (rank 0's) to this file"
+    )
     train.set_defaults(func=_train)
 
     presets = sub.add_parser("presets", help="list the shipped config presets")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import task
+from prefect.artifacts import create_progress_artifact
 from prefect.logging import get_run_logger
 
 from datasets.errors import PatchStoreError, is_transient
@@ -84,33 +91,89 @@ def end_flow_retries() -> None:
         )
 
 
-def one_process_training(config: TrainingConfig) -> TrainingConfig:
-    """``config`` fitted to training inside this (flow-run) process.
+def local_processes(config: TrainingConfig) -> tuple[TrainingConfig, int]:
+    """``config`` fitted to a flow run, and how many training processes it needs on this node.
 
     Lightning's ``ddp`` starts the extra ranks by running the current command line again, and in
     a flow run that command is Prefect's flow-run engine: each rank would be another run of the
-    flow, and the first one waits for them forever. Unless torchrun started this process (its
-    ranks are already there), ``trainer.devices: auto`` therefore means one device, and more than
-    one device or node is refused.
+    flow. So ``trainer.devices: auto`` means one device here, and an explicit device count above
+    one is trained by ``torchrun`` ranks that the task starts itself (:func:`fit_with_torchrun`).
+    A process torchrun already started keeps its config (count 1: it is one of the ranks).
 
     Raises:
-        ConfigError: ``trainer.devices`` selects several devices, or ``trainer.num_nodes`` > 1.
+        ConfigError: ``trainer.num_nodes`` > 1 (a flow run lives on one node).
     """
     if any(name in os.environ for name in TORCHRUN_ENV):
-        return config
+        return config, 1
     asked = config.trainer
-    t = asked.model_copy(update={"devices": 1}) if asked.devices == "auto" else asked
-    selected = devices_per_node(t) * t.num_nodes
-    if selected > 1:
+    if asked.num_nodes > 1:
         raise ConfigError(
-            f"trainer.devices={asked.devices!r} with trainer.num_nodes={asked.num_nodes} selects "
-            f"{selected} devices, but a train-srgan flow run trains in one process on one "
-            "device: Lightning would start the other DDP ranks by re-running the flow-run "
-            "engine. Set trainer.devices=1 (or leave it 'auto') and trainer.num_nodes=1 here; "
-            "train on several GPUs or nodes with `torchrun ... -m srgan.cli train` instead "
-            "(README: 'Training on several GPUs or nodes')."
+            f"trainer.num_nodes={asked.num_nodes}: a train-srgan flow run trains on the devices "
+            "of one node. Train on several nodes with `torchrun ... -m srgan.cli train` on "
+            "each node (README: 'Training on several GPUs or nodes'), or set "
+            "trainer.num_nodes=1 here."
         )
-    return config.model_copy(update={"trainer": t})
+    t = asked.model_copy(update={"devices": 1}) if asked.devices == "auto" else asked
+    return config.model_copy(update={"trainer": t}), devices_per_node(t)
+
+
+def fit_with_torchrun(
+    config: TrainingConfig, run_dir: str, init_from: str | None, processes: int
+) -> dict[str, Any]:
+    """Train with ``processes`` DDP ranks started by torchrun on this node; rank 0's result.
+
+    The ranks run ``srgan.cli train`` with the exact config (store version pinned); their output
+    goes to the run logs line by line. Resume works as in one process: every rank loads the
+    run's ``last.ckpt``.
+
+    Raises:
+        RuntimeError: a rank failed (its messages are in the run logs).
+    """
+    logger = get_run_logger()
+    with tempfile.TemporaryDirectory(prefix="s2sr-ddp-") as tmp:
+        config_path, result_path = Path(tmp) / "config.yaml", Path(tmp) / "result.json"
+        config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+            "-m",
+            "srgan.cli",
+            "train",
+            "--config",
+            str(config_path),
+            "--data",
+            str(config.data.store),
+            "--run-dir",
+            run_dir,
+            "--result-json",
+            str(result_path),
+        ]
+        if init_from:
+            command += ["--init-from", init_from]
+        logger.info("training on %d devices: %s", processes, " ".join(command[2:6]))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as ranks:
+            assert ranks.stdout is not None
+            for line in ranks.stdout:
+                if line.strip():
+                    logger.info("%s", line.rstrip())
+        if ranks.returncode != 0 or not result_path.is_file():
+            raise RuntimeError(
+                f"DDP training on {processes} devices failed (torchrun exit status "
+                f"{ranks.returncode}); the ranks' messages are in the run logs above"
+            )
+        result: dict[str, Any] = json.loads(result_path.read_text())
+    create_progress_artifact(
+        progress=100.0,
+        key=progress_for(config).key,
+        description=f"SRGAN training on {processes} devices: iteration {result['iteration']}",
+    )
+    return result
 
 
 def progress_for(config: TrainingConfig) -> PrefectProgress:
@@ -156,22 +219,25 @@ def fit_srgan(
     """
     handlers = _bridge_logs()
     try:
-        config = one_process_training(config)
+        config, processes = local_processes(config)
         datamodule = datamodule_for(config.data)
         # the run records the exact store version it read (inside every checkpoint's config)
         data = config.data.model_copy(update={"version": datamodule.store_version})
         config = config.model_copy(update={"data": data})
-        result = fit(
-            config,
-            datamodule,
-            run_dir,
-            resume=True,
-            init_from=init_from,
-            callbacks=[progress_for(config), *callbacks],
-        )
+        if processes > 1:
+            out = fit_with_torchrun(config, run_dir, init_from, processes)
+        else:
+            result = fit(
+                config,
+                datamodule,
+                run_dir,
+                resume=True,
+                init_from=init_from,
+                callbacks=[progress_for(config), *callbacks],
+            )
+            out = asdict(result)
     finally:
         for name, handler in zip(LIBRARY_LOGGERS, handlers, strict=True):
             logging.getLogger(name).removeHandler(handler)
-    out = asdict(result)
-    out["store_version"] = getattr(datamodule, "store_version", None)
+    out["store_version"] = datamodule.store_version
     return out

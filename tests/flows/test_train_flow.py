@@ -260,7 +260,7 @@ def damage_checkpoints(storage: Path, run_key: str) -> None:
         ("bands mismatch", StoreMismatchError, "set data.bands/data.scale to match"),
         ("architecture mismatch", InitCheckpointError, "different architecture"),
         ("damaged checkpoints", CheckpointError, "last-previous.ckpt"),
-        ("several devices", ConfigError, "torchrun"),
+        ("several nodes", ConfigError, "torchrun"),
     ],
 )
 def test_bad_input_fails_clearly_at_the_first_attempt_without_artifacts(
@@ -296,7 +296,7 @@ def test_bad_input_fails_clearly_at_the_first_attempt_without_artifacts(
         run_key = "torn-twice"
         damage_checkpoints(storage, run_key)
     else:
-        overrides = tiny(trainer={"accelerator": "cpu", "devices": 2})
+        overrides = tiny(trainer={"accelerator": "cpu", "num_nodes": 2})
 
     # the flow and its training task keep their default retries
     state = train_srgan(
@@ -366,17 +366,29 @@ def test_torchrun_ranks_keep_their_devices(
     assert [t.devices for t in seen] == ["auto"]
 
 
-def test_several_devices_are_refused_with_the_torchrun_path(
-    patch_store: Path, storage: Path, monkeypatch: pytest.MonkeyPatch, tiny: Any
+@pytest.mark.slow
+def test_several_devices_train_as_torchrun_ranks(
+    patch_store: Path,
+    storage: Path,
+    read_logs: Any,
+    read_artifacts: Any,
+    tiny: Any,
+    iterations: int,
 ) -> None:
-    DeviceCount(monkeypatch, 4)
-    seen = recording_fit(monkeypatch)
-    state = train_srgan(
-        store=str(patch_store),
-        overrides=tiny(trainer={"devices": -1}),
-        max_iterations=4,
-        return_state=True,
+    # two CPU processes (gloo) stand in for two GPUs of one worker
+    overrides = tiny(trainer={"accelerator": "cpu", "devices": 2, "strategy": "ddp"})
+    state = train_srgan.with_options(retries=0)(
+        store=str(patch_store), overrides=overrides, max_iterations=iterations, return_state=True
     )
-    raised = state.result(raise_on_failure=False)
-    assert isinstance(raised, ConfigError) and seen == []
-    assert "4 devices" in str(raised) and "torchrun ... -m srgan.cli train" in str(raised)
+
+    assert state.is_completed(), state
+    result = state.result()
+    assert result["iteration"] == iterations and result["store_version"]
+    checkpoint = load_checkpoint(result["last_checkpoint"])
+    assert checkpoint["srgan"]["iteration"] == iterations
+    assert checkpoint["hyper_parameters"]["config"]["trainer"]["devices"] == 2
+    logs = "\n".join(read_logs(state.state_details.flow_run_id))
+    assert "training on 2 devices" in logs and "SRGAN fit" in logs  # the ranks' log lines
+    artifacts = read_artifacts(state.state_details.flow_run_id)
+    assert artifacts["srgan-training-progress"].data == 100
+    assert "(best)" in artifacts["srgan-training-report"].data  # rank 0's validation history
