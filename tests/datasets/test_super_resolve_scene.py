@@ -12,7 +12,7 @@ from affine import Affine
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 from scene_crops import write_crop
-from toy_data import PairDataModule
+from toy_data import tiny_checkpoint as train_tiny
 
 from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
@@ -20,19 +20,9 @@ from datasets.scenes import open_scene
 from datasets.sr_pixels import to_output
 from datasets.super_resolve_scene import scene_predictor, super_resolve_scene
 from srgan.checkpointing import CheckpointError
-from srgan.config import load_config
 from srgan.inference import load_inference_model
 from srgan.tiled import TiledSuperResolver
-from srgan.train import fit
 
-TINY_RUN = {
-    "data": {"batch_size": 4, "num_workers": 0},
-    "generator": {"channels": 8, "n_blocks": 1},
-    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
-    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
-    "ema": {"start_iteration": 2, "decay": 0.9},
-    "validation": {"every_n_iterations": 5},
-}
 CROP = Window(640, 512, 112, 96)
 """LR crop of the real scene: with 48 px tiles and 16 px overlap, a 3 × 3 grid of tiles."""
 TILING = {"tile_size": 48, "overlap": 16, "batch_size": 4}
@@ -45,13 +35,7 @@ SEAM_TOLERANCE = 2.0
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from toy_data import make_pairs
-
-    torch.set_num_threads(1)
-    lr, hr = make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
-    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
-    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
-    return result.last_checkpoint
+    return train_tiny(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,12 @@ from pathlib import Path
 
 import pytest
 import rasterio
-import torch
 from rasterio.windows import Window
 from scene_crops import write_crop
-from toy_data import PairDataModule, make_pairs
+from toy_data import tiny_checkpoint as train_tiny
 
 from flows.super_resolve import super_resolve
-from srgan.config import load_config
-from srgan.train import fit
 from tasks.super_resolve import ChampionError, resolve_checkpoint
-
-TINY_RUN = {
-    "data": {"batch_size": 4, "num_workers": 0},
-    "generator": {"channels": 8, "n_blocks": 1},
-    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
-    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
-    "ema": {"start_iteration": 2, "decay": 0.9},
-    "validation": {"every_n_iterations": 5},
-}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +23,7 @@ def prefect_api():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
-    torch.set_num_threads(1)
-    lr, hr = make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
-    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
-    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
-    assert result.last_checkpoint is not None
-    return result.last_checkpoint
+    return train_tiny(tmp_path_factory.mktemp("run"))
 
 
 def register_champion(storage: Path, checkpoint: str) -> None:

@@ -2,25 +2,14 @@ import json
 
 import pytest
 import rasterio
-import torch
 from rasterio.windows import Window
 from scene_crops import write_crop
-from toy_data import PairDataModule, make_pairs
+from toy_data import tiny_checkpoint as train_tiny
 
 from datasets.split_policy import SplitPolicy
 from datasets.tiling import tile_scene
 from srgan.cli import main, parse_set
-from srgan.config import ConfigError, load_config
-from srgan.train import fit
-
-TINY_RUN = {
-    "data": {"batch_size": 4, "num_workers": 0},
-    "generator": {"channels": 8, "n_blocks": 1},
-    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
-    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
-    "ema": {"start_iteration": 2, "decay": 0.9},
-    "validation": {"every_n_iterations": 5},
-}
+from srgan.config import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +23,7 @@ def small_store(bigearthnet_dirs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A ×4 checkpoint of a tiny generator on B02, B03, B04, B08 (EMA weights updated)."""
-    torch.set_num_threads(1)
-    lr, hr = make_pairs(40, bands=4, hr_size=16, scale=4, seed=3)
-    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
-    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
-    return result.last_checkpoint
+    return train_tiny(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -6,32 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from toy_data import PairDataModule
+from toy_data import tiny_checkpoint as train_tiny
 
 from srgan.checkpointing import CheckpointError, load_checkpoint
-from srgan.config import load_config
 from srgan.inference import load_inference_model, pick_device
 from srgan.tiled import WEIGHT_FLOOR, TiledSuperResolver, axis_windows, tile_starts
-from srgan.train import fit
-
-TINY_RUN = {
-    "data": {"batch_size": 4, "num_workers": 0},
-    "generator": {"channels": 8, "n_blocks": 1},
-    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
-    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4, "max_iterations": 10},
-    "ema": {"start_iteration": 2, "decay": 0.9},
-    "validation": {"every_n_iterations": 5},
-}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, toy_pairs):
+def checkpoint(tmp_path_factory):
     """A 10-iteration tiny run (about 1 s): EMA active from iteration 2."""
-    torch.set_num_threads(1)
-    lr, hr = toy_pairs
-    datamodule = PairDataModule((lr[:32], hr[:32]), (lr[32:], hr[32:]), batch_size=4)
-    result = fit(load_config("cpu-tiny", TINY_RUN), datamodule, tmp_path_factory.mktemp("run"))
-    return result.last_checkpoint
+    return train_tiny(tmp_path_factory.mktemp("run"))
 
 
 def nearest(tiles: torch.Tensor) -> torch.Tensor:
