@@ -188,3 +188,50 @@ def read_logs() -> LogReader:
                     return messages
 
     return read
+
+
+SecretCheck = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def check_s3_training_run(read_artifacts: ArtifactReader, read_logs: LogReader) -> SecretCheck:
+    """``check(state, fs, bucket, storage, secret)``: a completed ``train-srgan`` run on
+    ``s3://<bucket>/root`` wrote its checkpoints there, and ``secret`` is in none of its logs,
+    artifacts, parameters, result, state message or checkpoints. Returns the run's artifacts,
+    parameters (JSON text) and result for further checks."""
+
+    def check(state: Any, fs: Any, bucket: str, storage: str, secret: str) -> dict[str, Any]:
+        import json
+
+        from prefect.client.orchestration import get_client
+
+        assert state.is_completed(), state
+        result = state.result()
+        run_dir = f"{storage}/runs/{result['run_key']}"
+        assert result["last_checkpoint"] == f"{run_dir}/checkpoints/last.ckpt"
+        checkpoints = fs.find(f"{bucket}/root/runs/{result['run_key']}/checkpoints")
+        assert {p.rsplit("/", 1)[-1] for p in checkpoints} >= {"last.ckpt", "best.ckpt"}
+
+        flow_run_id = state.state_details.flow_run_id
+        logs = "\n".join(read_logs(flow_run_id))
+        assert run_dir in logs  # the logs were read, and they name the run's S3 location
+        artifacts = read_artifacts(flow_run_id)
+        assert {"srgan-last-checkpoint", "srgan-training-report"} <= set(artifacts)
+        with get_client(sync_client=True) as client:
+            parameters = json.dumps(client.read_flow_run(flow_run_id).parameters)
+        assert storage in parameters
+
+        traces = {
+            "logs": logs,
+            "artifacts": "\n".join(f"{a.description}\n{a.data}" for a in artifacts.values()),
+            "parameters": parameters,
+            "result": json.dumps(result),
+            "state message": str(state.message),
+        }
+        for where, text in traces.items():
+            assert secret not in text, f"the secret key leaked into the {where}"
+        for path in checkpoints:
+            assert secret.encode() not in fs.cat_file(path), f"the secret key leaked into {path}"
+        return {"artifacts": artifacts, "parameters": parameters, "result": result}
+
+    return check

@@ -7,7 +7,6 @@ then appear nowhere the run leaves a trace: logs, artifacts, parameters, checkpo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,13 +44,11 @@ def test_s3_storage_with_env_credentials_leaks_no_secret(
     s3_env: dict[str, str],
     bigearthnet_dirs: list[Path],
     monkeypatch: pytest.MonkeyPatch,
-    read_artifacts: Any,
-    read_logs: Any,
+    check_s3_training_run: Any,
     tiny: Any,
     tile_store: Any,
 ) -> None:
     import s3fs
-    from prefect.client.orchestration import get_client
 
     secret = s3_env["AWS_SECRET_ACCESS_KEY"]
     fs = s3fs.S3FileSystem(skip_instance_cache=True)  # credentials from the environment
@@ -67,32 +64,7 @@ def test_s3_storage_with_env_credentials_leaks_no_secret(
         storage=storage, overrides=tiny(), max_iterations=6, return_state=True
     )
 
-    assert state.is_completed(), state
-    result = state.result()
-    run_dir = f"{storage}/runs/{result['run_key']}"
-    assert result["last_checkpoint"] == f"{run_dir}/checkpoints/last.ckpt"
-    checkpoints = fs.find(f"{BUCKET}/root/runs/{result['run_key']}/checkpoints")
-    assert {p.rsplit("/", 1)[-1] for p in checkpoints} >= {"last.ckpt", "best.ckpt"}
-
-    flow_run_id = state.state_details.flow_run_id
-    logs = "\n".join(read_logs(flow_run_id))
-    assert run_dir in logs  # the logs were read, and they name the run's S3 location
-    artifacts = read_artifacts(flow_run_id)
-    assert {"srgan-last-checkpoint", "srgan-training-report"} <= set(artifacts)
+    run = check_s3_training_run(state, fs, BUCKET, storage, secret)
     # the preview is written into the run's S3 folder and embedded in its artifact
-    assert fs.isfile(f"{BUCKET}/root/runs/{result['run_key']}/previews/latest.png")
-    assert "data:image/png;base64," in artifacts["srgan-preview"].data
-    with get_client(sync_client=True) as client:
-        parameters = json.dumps(client.read_flow_run(flow_run_id).parameters)
-    assert storage in parameters
-
-    traces = {
-        "logs": logs,
-        "artifacts": "\n".join(f"{a.description}\n{a.data}" for a in artifacts.values()),
-        "parameters": parameters,
-        "result": json.dumps(result),
-    }
-    for where, text in traces.items():
-        assert secret not in text, f"the secret key leaked into the {where}"
-    for path in checkpoints:
-        assert secret.encode() not in fs.cat_file(path), f"the secret key leaked into {path}"
+    assert fs.isfile(f"{BUCKET}/root/runs/{run['result']['run_key']}/previews/latest.png")
+    assert "data:image/png;base64," in run["artifacts"]["srgan-preview"].data

@@ -10,7 +10,6 @@ the block and its keys but no value.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,13 +72,11 @@ def test_s3_storage_with_block_credentials_leaks_no_secret(
     s3_block: dict[str, str],
     bigearthnet_dirs: list[Path],
     monkeypatch: pytest.MonkeyPatch,
-    read_artifacts: Any,
-    read_logs: Any,
+    check_s3_training_run: Any,
     tiny: Any,
     tile_store: Any,
 ) -> None:
     import s3fs
-    from prefect.client.orchestration import get_client
 
     secret = s3_block["AWS_SECRET_ACCESS_KEY"]
     fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)  # explicit, for the test only
@@ -100,35 +97,10 @@ def test_s3_storage_with_block_credentials_leaks_no_secret(
         return_state=True,
     )
 
-    assert state.is_completed(), state
     assert _aws_env() == {}, "the block's variables outlived the flow run"
     assert "AWS_SECRET_ACCESS_KEY" not in os.environ
-    result = state.result()
-    run_dir = f"{storage}/runs/{result['run_key']}"
-    assert result["last_checkpoint"] == f"{run_dir}/checkpoints/last.ckpt"
-    checkpoints = fs.find(f"{BUCKET}/root/runs/{result['run_key']}/checkpoints")
-    assert {p.rsplit("/", 1)[-1] for p in checkpoints} >= {"last.ckpt", "best.ckpt"}
-
-    flow_run_id = state.state_details.flow_run_id
-    logs = "\n".join(read_logs(flow_run_id))
-    assert run_dir in logs  # the logs were read, and they name the run's S3 location
-    artifacts = read_artifacts(flow_run_id)
-    assert {"srgan-last-checkpoint", "srgan-training-report"} <= set(artifacts)
-    with get_client(sync_client=True) as client:
-        parameters = json.dumps(client.read_flow_run(flow_run_id).parameters)
-    assert BLOCK in parameters and storage in parameters
-
-    traces = {
-        "logs": logs,
-        "artifacts": "\n".join(f"{a.description}\n{a.data}" for a in artifacts.values()),
-        "parameters": parameters,
-        "result": json.dumps(result),
-        "state message": str(state.message),
-    }
-    for where, text in traces.items():
-        assert secret not in text, f"the secret key leaked into the {where}"
-    for path in checkpoints:
-        assert secret.encode() not in fs.cat_file(path), f"the secret key leaked into {path}"
+    run = check_s3_training_run(state, fs, BUCKET, storage, secret)
+    assert BLOCK in run["parameters"]
 
 
 def test_block_values_last_only_as_long_as_the_context(
