@@ -4,19 +4,19 @@ One task per scene, run concurrently by Prefect's thread-pool task runner, or by
 cluster when ``dask_address`` is given. Run with
 ``prefect deployment run tile-sentinel2/tile-sentinel2``.
 
-Several workers may append to one store: local stores serialise appends with a lock file, and an
-Icechunk store on S3 refuses a commit that raced another one, so the losing task runs again (see
-:func:`_tile_task`). A plain-Zarr store on S3 cannot detect such races; the flow only creates
+Several workers may append to one Icechunk store: it refuses a commit that raced another one, so
+the losing task runs again (see :func:`_tile_task`). A plain-Zarr store cannot detect such races
+on S3, so the flow tiles scenes into an existing plain-Zarr store one at a time; it only creates
 Icechunk stores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
 from prefect import Task, flow
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field
@@ -26,7 +26,14 @@ from datasets.scenes import DEFAULT_BANDS
 from datasets.split_policy import SplitPolicy
 from tasks.credentials import s3_credentials
 from tasks.storage import default_store
-from tasks.tile import find_scene_uris, summarise_tiling, tile_one_scene
+from tasks.tile import (
+    TilingProgress,
+    check_tiling_parameters,
+    find_scene_uris,
+    store_backend,
+    summarise_tiling,
+    tile_one_scene,
+)
 
 #: GDAL resampling methods offered for bands on a coarser grid than the finest one.
 Resampling = Literal["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]
@@ -59,21 +66,32 @@ def _tile_task(n_scenes: int) -> Task[..., dict[str, Any]]:
 
 @flow(name="tile-scenes")
 def _tile_scenes(
-    scenes: list[str], store: str, options: dict[str, Any]
+    scenes: list[str], store: str, options: dict[str, Any], one_at_a_time: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    progress: UUID = create_progress_artifact(  # type: ignore[assignment]
-        0.0, key="tile-sentinel2-progress", description="scenes tiled"
-    )
-    tile = _tile_task(len(scenes))
-    futures = [tile.submit(uri, store, **options) for uri in scenes]
+    """Tile every scene; ``one_at_a_time`` waits for each scene before submitting the next."""
+    tile = tile_one_scene if one_at_a_time else _tile_task(len(scenes))
     results, failures = [], []
-    for done, (uri, future) in enumerate(zip(scenes, futures, strict=True), start=1):
-        outcome = future.result(raise_on_failure=False)
-        if future.state.is_completed():
-            results.append(outcome)
-        else:  # recorded per scene; the flow fails after the summary
-            failures.append({"scene_uri": uri, "error": str(outcome)})
-        update_progress_artifact(progress, 100.0 * done / len(futures))
+    with TilingProgress(len(scenes)) as progress:
+
+        def finished() -> Iterator[tuple[str, PrefectFuture[dict[str, Any]]]]:
+            if one_at_a_time:
+                for uri in scenes:
+                    future = tile.submit(uri, store, **options, progress_id=progress.id)
+                    future.wait()
+                    yield uri, future
+            else:
+                futures = [
+                    tile.submit(uri, store, **options, progress_id=progress.id) for uri in scenes
+                ]
+                yield from zip(scenes, futures, strict=True)
+
+        for uri, future in finished():
+            outcome = future.result(raise_on_failure=False)
+            if future.state.is_completed():
+                results.append(outcome)
+            else:  # recorded per scene; the flow fails after the summary
+                failures.append({"scene_uri": uri, "error": str(outcome)})
+            progress.scene_done(uri)
     return results, failures
 
 
@@ -116,14 +134,22 @@ def tile_sentinel2(
         dask_address: run the per-scene tasks on the Dask scheduler at this address (e.g.
             ``tcp://scheduler:8786``) instead of local threads. Its workers need this project
             installed and read S3 credentials from their own environment (``AWS_*``).
-        max_workers: threads for the local task runner.
+        max_workers: threads for the local task runner. Scenes go into an existing plain-Zarr
+            store one at a time whatever the runner, since it cannot detect concurrent writers.
         credentials_block: name of a ``Secret`` block holding the ``AWS_*`` variables for S3
             (default: the worker's environment, ``~/.aws`` or the instance role). With
             ``dask_address`` it applies to this flow run only (scanning, summary): the Dask
             workers keep their own environment.
+
+    Raises:
+        TilingError: ``patch_size`` or ``stride`` not a multiple of ``scale``, or a band name
+            that is not a Sentinel-2 band; raised before any scene is read.
+        TilingFailed: a scene could not be tiled (the others are in the store).
     """
+    # checked once here, not in every scene's task, so bad values fail the run before any task
+    check_tiling_parameters(bands, scale, patch_size, stride)
     with s3_credentials(credentials_block):
-        uris = list(scenes or [])
+        uris = list(dict.fromkeys(scenes or []))
         if scan:
             uris += [u for u in find_scene_uris(scan) if u not in uris]
         if not uris:
@@ -148,8 +174,12 @@ def tile_sentinel2(
                 "cluster read S3 credentials from their workers' own environment",
                 credentials_block,
             )
+        # plain Zarr cannot tell that another writer appended meanwhile: one scene at a time
+        one_at_a_time = store_backend(target) == "zarr"
         runner = _task_runner(dask_address, max_workers)
-        results, failures = _tile_scenes.with_options(task_runner=runner)(uris, target, options)
+        results, failures = _tile_scenes.with_options(task_runner=runner)(
+            uris, target, options, one_at_a_time
+        )
         summary = summarise_tiling(target, results, failures)
         if failures:
             raise TilingFailed(

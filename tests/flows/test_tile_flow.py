@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +20,11 @@ from scene_crops import write_crop
 import tasks.tile
 from datasets.patch_store import open_patch_store, store_info, store_version
 from datasets.split_policy import SplitPolicy
+from datasets.store_backends import Backend, detect_backend
+from datasets.tiling import tile_scene
 from flows.tile import tile_sentinel2
 from tasks.storage import default_store
+from tasks.tile import TilingProgress
 
 PATCH = 32
 # BigEarthNet patches are 120 px: three 32 px windows per axis.
@@ -48,7 +53,7 @@ class Run(NamedTuple):
 def _tile(storage: Path, **params: Any) -> Any:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("S2SR_STORAGE", str(storage))
-        return tile_sentinel2(patch_size=PATCH, split=SPLIT, return_state=True, **params)
+        return tile_sentinel2(**{"patch_size": PATCH, "split": SPLIT, **params}, return_state=True)
 
 
 def _flow_run_ids(state: Any) -> list[UUID]:
@@ -264,3 +269,100 @@ def test_bad_parameters_are_refused_before_any_task_runs(
     assert next(iter(params)) in str(state.message)
     assert _task_runs(state) == []
     assert not (tmp_path / "storage").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"patch_size": 30}, "multiples of scale (4)"),
+        ({"stride": 6}, "and stride (6) must be multiples"),
+        ({"bands": ["B02", "B99"]}, "Unknown Sentinel-2 band 'B99'"),
+        ({"bands": ["B02", "b02"]}, "requested twice"),
+    ],
+    ids=["patch_size", "stride", "unknown-band", "repeated-band"],
+)
+def test_parameters_every_scene_would_refuse_fail_the_run_before_any_task(
+    prefect_api: None,
+    bigearthnet_dirs: list[Path],
+    tmp_path: Path,
+    params: dict[str, Any],
+    says: str,
+) -> None:
+    scenes = [str(d) for d in bigearthnet_dirs[:3]]
+    state = _tile(tmp_path / "storage", scenes=scenes, **params)
+    assert state.is_failed()
+    assert "TilingError" in str(state.message) and says in str(state.message)
+    assert _task_runs(state) == []
+    assert not (tmp_path / "storage").exists()
+
+
+@pytest.mark.parametrize(("backend", "most_at_once"), [("zarr", 1), ("icechunk", 2)])
+def test_scenes_go_into_a_plain_zarr_store_one_at_a_time(
+    prefect_api: None,
+    bigearthnet_dirs: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: Backend,
+    most_at_once: int,
+) -> None:
+    store = str(tmp_path / "patches.zarr")
+    tile_scene(str(bigearthnet_dirs[0]), store, patch_size=PATCH, split=SPLIT, backend=backend)
+    # the whole task's work on the store, not just the commit (which a local lock serialises)
+    real_tile_scene = tasks.tile.tile_scene
+    lock = threading.Lock()
+    active, peak = 0, 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.5)  # long enough for the other worker thread to start its scene
+            return real_tile_scene(*args, **kwargs)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(tasks.tile, "tile_scene", counted)
+    scenes = [str(d) for d in bigearthnet_dirs[1:4]]
+    state = _tile(tmp_path / "storage", scenes=scenes, store=store, max_workers=2)
+    assert state.is_completed(), state.message
+    assert peak == most_at_once
+    assert detect_backend(store) == backend
+    assert sorted(store_info(store).scenes) == sorted(d.name for d in bigearthnet_dirs[:4])
+
+
+def test_progress_advances_with_the_rows_of_each_scene(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[float] = []
+    real_update = tasks.tile.update_progress_artifact
+
+    def recorded(artifact_id: UUID, progress: float) -> Any:
+        reported.append(progress)
+        return real_update(artifact_id, progress)
+
+    monkeypatch.setattr(tasks.tile, "update_progress_artifact", recorded)
+    scenes = [str(d) for d in bigearthnet_dirs[:2]]
+    state = _tile(tmp_path / "storage", scenes=scenes, max_workers=1)
+    assert state.is_completed(), state.message
+    # two scenes of three rows of 32 px patches each: one sixth per row
+    assert reported == pytest.approx([100 * k / 6 for k in range(1, 7)])
+    assert float(_artifacts(state)["tile-sentinel2-progress"].data) == 100.0
+
+
+def test_row_progress_is_throttled_and_never_goes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[float] = []
+    monkeypatch.setattr(tasks.tile, "create_progress_artifact", lambda *a, **k: UUID(int=1))
+    monkeypatch.setattr(tasks.tile, "update_progress_artifact", lambda _, p: reported.append(p))
+    with TilingProgress(2) as progress:
+        for row in range(1, 101):
+            TilingProgress.report_rows(progress.id, "a", row / 100)
+        TilingProgress.report_rows(progress.id, "b", 0.01)  # under 5 % more: not shown yet
+        TilingProgress.report_rows(progress.id, "a", 0.5)  # "a" retried: the value stays
+        progress.scene_done("a")
+        progress.scene_done("b")
+    assert reported == pytest.approx([5.0 * k for k in range(1, 11)] + [50.5, 100.0])
+    TilingProgress.report_rows(progress.id, "b", 0.5)  # after the run: ignored
+    assert len(reported) == 12
