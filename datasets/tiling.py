@@ -83,9 +83,19 @@ class _Filters:
     max_bright_fraction: float | None
 
 
-def _check_params(
-    scale: int, patch_size: int, stride: int, max_nodata: float, max_bright: float | None
+def check_tiling_params(
+    scale: int,
+    patch_size: int,
+    stride: int,
+    max_nodata: float = 0.0,
+    max_bright: float | None = None,
 ) -> None:
+    """Refuse patch geometry and filter thresholds that no scene could be tiled with.
+
+    Raises:
+        TilingError: a non-positive size, ``patch_size``/``stride`` not multiples of ``scale``,
+            or a fraction outside [0, 1].
+    """
     if scale < 1 or patch_size < 1 or stride < 1:
         raise TilingError(
             f"scale ({scale}), patch_size ({patch_size}) and stride ({stride}) must be positive"
@@ -256,7 +266,7 @@ def tile_scene(
     stride = patch_size if stride is None else stride
     degradation = degradation or Degradation()
     split = split or SplitPolicy()
-    _check_params(scale, patch_size, stride, max_nodata_fraction, max_bright_fraction)
+    check_tiling_params(scale, patch_size, stride, max_nodata_fraction, max_bright_fraction)
     bands = tuple(bands)
     params = StoreParams(
         bands=bands,

@@ -27,7 +27,7 @@ from datasets.scenes import find_scenes
 from datasets.scenes.bands import check_bands
 from datasets.split_policy import SplitPolicy
 from datasets.store_backends import Backend, detect_backend
-from datasets.tiling import tile_scene
+from datasets.tiling import check_tiling_params, tile_scene
 
 
 def check_tiling_parameters(
@@ -39,13 +39,7 @@ def check_tiling_parameters(
         TilingError: ``patch_size`` or ``stride`` is not a multiple of ``scale``, or a band name
             is unknown or repeated.
     """
-    stride = patch_size if stride is None else stride
-    if patch_size % scale or stride % scale:
-        raise TilingError(
-            f"patch_size ({patch_size}) and stride ({stride}) must be multiples of scale "
-            f"({scale}) so every LR patch falls on whole LR pixels; e.g. patch_size="
-            f"{max(scale, patch_size // scale * scale)}"
-        )
+    check_tiling_params(scale, patch_size, patch_size if stride is None else stride)
     try:
         check_bands(bands)
     except ValueError as err:
