@@ -111,6 +111,8 @@ def register_training_artifacts(
     table = "\n".join(
         f"| {r['metric']} | {r['srgan']} | {r['bicubic']} | {r['gain']:+} |" for r in rows
     )
+    best_metric = config.get("validation", {}).get("best_metric", "l1")
+    curve = curve_markdown(result.get("metric_history") or [], best_metric)
     report = f"""# SRGAN training report
 
 - run directory: `{result["run_dir"]}`
@@ -128,7 +130,7 @@ def register_training_artifacts(
 
 ## Validation during training
 
-{curve_markdown(result.get("metric_history") or [], config["validation"]["best_metric"])}
+{curve}
 
 ## Configuration
 
