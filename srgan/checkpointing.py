@@ -146,3 +146,15 @@ def find_resume_checkpoint(dirpath: str | Path) -> str | None:
             "start from scratch."
         )
     return None
+
+
+def record_data_position(checkpoint: dict[str, Any], batches_done: int) -> None:
+    """Set the resumable loader's position in a Lightning ``checkpoint`` to ``batches_done``.
+
+    A resumable loader counts the batches it has handed out, one more than were trained when
+    the checkpoint is written on an error before a step; the resume point is the trained count.
+    """
+    fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+    for state in fit_state.get("combined_loader") or ():
+        if isinstance(state, dict) and "position" in state:
+            state["position"] = batches_done

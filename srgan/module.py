@@ -10,12 +10,9 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
-import platform
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import lightning
@@ -26,6 +23,7 @@ from packaging.version import Version
 from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from srgan import software_version
 from srgan.build import (
     content_loss_from_config,
     discriminator_from_config,
@@ -35,12 +33,19 @@ from srgan.build import (
     plateau_scheduler,
     warmup_scheduler,
 )
+from srgan.checkpointing import record_data_position
 from srgan.config import OptimizerConfig, TrainingConfig, validate_config
 from srgan.ema import GeneratorEMA
 from srgan.metrics import SRValidationMetrics
-from srgan.preview import preview_grid, save_preview
+from srgan.preview import preview_grid, write_previews
 from srgan.rng import restore_rng_states, rng_states
-from srgan.schedules import adversarial_weight, is_pretraining
+from srgan.schedules import adversarial_weight, is_pretraining, plateau_steps, warmup_steps
+from srgan.step_tuning import (
+    match_state_layout,
+    set_fused,
+    set_malloc_retention,
+    to_channels_last,
+)
 
 if Version(lightning.__version__) < Version("2.0"):  # pragma: no cover - guarded by pyproject
     raise ImportError(f"s2-srgan needs Lightning >= 2, found {lightning.__version__}")
@@ -48,13 +53,6 @@ if Version(lightning.__version__) < Version("2.0"):  # pragma: no cover - guarde
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "srgan"
-
-
-def _software_version() -> str:
-    try:
-        return version("s2-srgan")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -144,7 +142,7 @@ class SRGANModule(LightningModule):
             )
         t = self.config.trainer
         if t.retain_freed_memory:
-            _set_malloc_retention(True)
+            set_malloc_retention(True)
         if t.compile:
             self.generator.compile()
             self.discriminator.compile()
@@ -165,8 +163,8 @@ class SRGANModule(LightningModule):
         o = self.config.optim
         opt_g = optimizer_for(list(self.generator.parameters()), o.generator)
         opt_d = optimizer_for(list(self.discriminator.parameters()), o.discriminator)
-        _set_fused(opt_g, o.fused)
-        _set_fused(opt_d, o.fused)
+        set_fused(opt_g, o.fused)
+        set_fused(opt_d, o.fused)
         schedulers = [
             warmup_scheduler(opt_g, o.generator),
             warmup_scheduler(opt_d, o.discriminator),
@@ -178,29 +176,25 @@ class SRGANModule(LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
         # A run resumed after it already reached max_iterations (a finished run re-run into the
         # same directory, a retry after a failure past the last step) must not train further.
-        max_it = self.config.schedule.max_iterations
-        if max_it is not None and self.iteration >= max_it:
-            self.trainer.should_stop = True
-            return -1  # Lightning: skip this batch and end the epoch
-        return None
+        return -1 if self._stop_at_max_iterations() else None  # -1: Lightning ends the epoch
 
     def on_train_start(self) -> None:
         # A resumed optimizer carries the "fused" flag and the state layout it was saved with.
         for optimizer in self.trainer.optimizers:
-            _set_fused(optimizer, self.config.optim.fused)
-            _match_state_layout(optimizer)
+            set_fused(optimizer, self.config.optim.fused)
+            match_state_layout(optimizer)
 
     def on_fit_end(self) -> None:
         # NHWC is a training-speed choice; inference and metrics outside fit see plain NCHW.
         if self.config.trainer.channels_last:
             self.to(memory_format=torch.contiguous_format)
         if self.config.trainer.retain_freed_memory:
-            _set_malloc_retention(False)
+            set_malloc_retention(False)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         lr, hr = batch
         if self.config.trainer.channels_last:
-            lr, hr = _to_channels_last(lr), _to_channels_last(hr)
+            lr, hr = to_channels_last(lr), to_channels_last(hr)
         opt_g, opt_d = self.optimizers()  # type: ignore[misc,attr-defined]
         pretraining = self.is_pretraining()
         adv_weight = self.adversarial_weight()
@@ -323,21 +317,12 @@ class SRGANModule(LightningModule):
             "(optim.*.grad_clip_norm) or check the input data for NaN."
         )
 
-    def _discriminator_iteration(self) -> int | None:
-        """Batches D has trained on before this one; ``None`` while D waits out pretraining."""
-        if self.is_pretraining():
-            return None
-        return self.iteration - self.config.schedule.pretrain_iterations
-
     def _step_warmup(self) -> None:
         warm_g, warm_d, _, _ = self.lr_schedulers()  # type: ignore[misc]
-        o = self.config.optim
-        # stepping stops after warm-up so it never overrides a plateau reduction;
-        # D's warm-up starts with its first step, not while it is frozen in pretraining
-        if self.iteration < o.generator.warmup_iterations:
+        step_g, step_d = warmup_steps(self.iteration, self.config)
+        if step_g:
             warm_g.step()
-        d_iteration = self._discriminator_iteration()
-        if d_iteration is not None and d_iteration < o.discriminator.warmup_iterations:
+        if step_d:
             warm_d.step()
 
     def _train_metrics(self, sr: Tensor, hr: Tensor) -> dict[str, Tensor]:
@@ -355,10 +340,12 @@ class SRGANModule(LightningModule):
         if self.ema is not None and self.iteration == self.ema.start_iteration:
             log.info("iteration %d: EMA of the generator starts", self.iteration)
 
-    def _stop_at_max_iterations(self) -> None:
+    def _stop_at_max_iterations(self) -> bool:
         max_it = self.config.schedule.max_iterations
         if max_it is not None and self.iteration >= max_it:
             self.trainer.should_stop = True
+            return True
+        return False
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         lr, hr = batch
@@ -385,15 +372,13 @@ class SRGANModule(LightningModule):
         self._write_preview()
 
     def _step_plateau(self, metrics: dict[str, float]) -> None:
-        o = self.config.optim
-        value = metrics[f"val_metrics/{o.plateau_metric}"]
+        value = metrics[f"val_metrics/{self.config.optim.plateau_metric}"]
         _, _, plateau_g, plateau_d = self.lr_schedulers()  # type: ignore[misc]
         assert isinstance(plateau_g, ReduceLROnPlateau) and isinstance(plateau_d, ReduceLROnPlateau)
-        if self.iteration >= o.generator.warmup_iterations:
+        step_g, step_d = plateau_steps(self.iteration, self.config)
+        if step_g:
             plateau_g.step(value)
-        # the iteration counter has already moved past the last trained batch
-        d_trained = self.iteration - self.config.schedule.pretrain_iterations
-        if d_trained >= max(1, o.discriminator.warmup_iterations):
+        if step_d:
             plateau_d.step(value)
 
     def _write_preview(self) -> None:
@@ -403,37 +388,26 @@ class SRGANModule(LightningModule):
             return
         lr, bicubic, sr, hr = self._preview_batch
         grid = preview_grid(lr, bicubic, sr, hr, bands=self.config.validation.preview_bands)
-        folder = self.preview_dir.rstrip("/")
-        self.last_preview_path = save_preview(grid, f"{folder}/preview_{self.iteration:08d}.png")
-        save_preview(grid, f"{folder}/latest.png")
+        self.last_preview_path = write_previews(grid, self.preview_dir, self.iteration)
 
     def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
         lr = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(lr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._record_data_position(checkpoint)
+        if self._trainer is not None:
+            # the resume point: batches of this epoch whose step finished (a checkpoint written
+            # on an error before a step would otherwise count the fetched-but-unprocessed batch)
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
+            record_data_position(checkpoint, done)
         checkpoint[CHECKPOINT_KEY] = {
             "format": 1,
-            "software_version": _software_version(),
+            "software_version": software_version(),
             "iteration": self.iteration,
             "rng": rng_states(),
             "val_metrics": dict(self.last_val_metrics),
             "val_history": [dict(row) for row in self.val_history],
         }
-
-    def _record_data_position(self, checkpoint: dict[str, Any]) -> None:
-        # A resumable loader counts batches it has handed out; a checkpoint written on an error
-        # before a step would count the fetched-but-unprocessed batch. The resume point is the
-        # number of batches of this epoch whose step finished.
-        fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
-        if self._trainer is None or not fit_state.get("combined_loader"):
-            return
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        done = progress.processed  # type: ignore[attr-defined]
-        for state in fit_state["combined_loader"]:
-            if isinstance(state, dict) and "position" in state:
-                state["position"] = done
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(CHECKPOINT_KEY)
@@ -444,52 +418,3 @@ class SRGANModule(LightningModule):
         self.val_history = [dict(row) for row in state.get("val_history", [])]
         if self._trainer is not None:  # resuming a fit, not a weights-only load for inference
             restore_rng_states(state["rng"])
-
-
-def _set_fused(optimizer: Any, fused: bool) -> None:
-    """Select torch's fused Adam/AdamW kernel (``None`` restores torch's own default)."""
-    for group in optimizer.param_groups:
-        group["fused"] = True if fused else None
-
-
-def _match_state_layout(optimizer: Any) -> None:
-    """Give each per-parameter state tensor its parameter's strides.
-
-    The fused kernels walk parameter, gradient and moments as flat buffers and silently mix up
-    elements when an NCHW moment meets an NHWC parameter, e.g. after resuming a checkpoint
-    written with another ``trainer.channels_last`` setting.
-    """
-    for param, state in optimizer.state.items():
-        for key, value in state.items():
-            if (
-                isinstance(value, Tensor)
-                and value.shape == param.shape
-                and value.stride() != param.stride()
-            ):
-                state[key] = torch.empty_like(param).copy_(value)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-
-
-def _set_malloc_retention(retain: bool) -> None:
-    """Keep freed blocks in the heap during fit, then hand them back (glibc only, else no-op).
-
-    glibc serves blocks above 32 MiB (D's dense-layer gradients, Adam moments) with a fresh
-    mmap and returns them on free, so every step pays a page fault per 4 KiB touched again.
-    Afterwards the thresholds are left where glibc's own adaptive ones end up (32/64 MiB).
-    """
-    if platform.libc_ver()[0] != "glibc":
-        return
-    libc = ctypes.CDLL(None)
-    if retain:
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
-    else:
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-        libc.malloc_trim(0)
-
-
-def _to_channels_last(t: Tensor) -> Tensor:
-    return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t

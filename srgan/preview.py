@@ -78,3 +78,10 @@ def save_preview(grid: np.ndarray, path: str | Path) -> str:
     Image.fromarray(grid).save(tmp)
     tmp.replace(path)
     return str(path)
+
+
+def write_previews(grid: np.ndarray, folder: str, iteration: int) -> str:
+    """Save ``grid`` as ``preview_<iteration>.png`` and ``latest.png`` in ``folder``; the first."""
+    folder = folder.rstrip("/")
+    save_preview(grid, f"{folder}/latest.png")
+    return save_preview(grid, f"{folder}/preview_{iteration:08d}.png")

@@ -9,7 +9,10 @@ once adversarial training begins.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from srgan.config import TrainingConfig
 
 Ramp = Literal["linear", "cosine"]
 
@@ -49,3 +52,31 @@ def warmup_factor(iteration: int, warmup_iterations: int, kind: Ramp) -> float:
     if iteration >= warmup_iterations:
         return 1.0
     return _shape((iteration + 1) / warmup_iterations, kind)
+
+
+def warmup_steps(iteration: int, config: TrainingConfig) -> tuple[bool, bool]:
+    """Whether G's and D's warm-up schedulers step after training batch ``iteration``.
+
+    Stepping stops after warm-up, so it never overrides a plateau reduction. D's warm-up counts
+    D's own batches: it starts with D's first step after pretraining, not while D is frozen.
+    """
+    o = config.optim
+    d_batch = iteration - config.schedule.pretrain_iterations
+    return (
+        iteration < o.generator.warmup_iterations,
+        0 <= d_batch < o.discriminator.warmup_iterations,
+    )
+
+
+def plateau_steps(trained: int, config: TrainingConfig) -> tuple[bool, bool]:
+    """Whether G's and D's plateau schedulers take a validation after ``trained`` batches.
+
+    Each only once its warm-up is over; D's also only once D has trained at all, so a long
+    pretraining never lowers D's learning rate before its first step.
+    """
+    o = config.optim
+    d_trained = trained - config.schedule.pretrain_iterations
+    return (
+        trained >= o.generator.warmup_iterations,
+        d_trained >= max(1, o.discriminator.warmup_iterations),
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,9 @@ import fsspec
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from srgan import software_version
+
 METRICS = ("l1", "psnr", "ssim", "sam", "ergas")
-
-
-def _software_version() -> str:
-    try:
-        return version("s2-srgan")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
 def metrics_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -120,7 +114,7 @@ def register_training_artifacts(
 - iterations: {result["iteration"]} (resumed from `{result.get("resumed_from")}`)
 - wall time: {result["seconds"]:.1f} s on {result["device"]}, precision {result["precision"]}
 - best checkpoint: `{result.get("best_checkpoint")}`
-- software: s2-srgan {_software_version()}
+- software: s2-srgan {software_version()}
 
 ## Validation (EMA generator) against bicubic
 
