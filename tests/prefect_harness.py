@@ -28,13 +28,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 from uuid import UUID
@@ -42,6 +40,8 @@ from uuid import UUID
 import httpx
 import psutil
 import pytest
+from loopback import LOOPBACK, free_loopback_port
+from process_tree import alive, process_tree, stop_process_trees
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POOL_NAME = "srgan-local"
-LOOPBACK = "127.0.0.1"
 #: The test process's own virtualenv: the project's, so flow runs import the project.
 PREFECT_BIN = Path(sys.executable).with_name("prefect")
 FixtureScope = Literal["session", "package", "module", "class", "function"]
@@ -62,29 +61,6 @@ class PrefectHarnessError(RuntimeError):
 
 class StrayProcessError(PrefectHarnessError):
     """Processes of the stack survived teardown (listed by PID and command line)."""
-
-
-def free_loopback_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _alive(proc: psutil.Process) -> bool:
-    # An orphan's zombie lingers when PID 1 does not reap (containers); it is dead for us.
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 class LocalPrefect:
@@ -348,7 +324,7 @@ class LocalPrefect:
 
     def processes(self) -> list[psutil.Process]:
         """Return the live processes of the stack: server, workers and their descendants."""
-        return [p for proc in self._processes.values() for p in _tree(proc.pid) if _alive(p)]
+        return [p for proc in self._processes.values() for p in process_tree(proc.pid) if alive(p)]
 
     def close(self, timeout: float = 20.0) -> None:
         """Stop workers (with their flow runs) first, then the server; verify nothing survives.
@@ -359,42 +335,14 @@ class LocalPrefect:
         workers = [n for n in self._processes if n != "server"]
         stray: list[psutil.Process] = []
         for names in (workers, ["server"]):
-            stray += self._stop(
+            stray += stop_process_trees(
                 [self._processes[n] for n in names if n in self._processes], timeout
             )
         for log in self._log_files:
             log.close()
         if stray:
-            listing = "\n".join(f"{p.pid}: {' '.join(p.cmdline())}" for p in stray if _alive(p))
+            listing = "\n".join(f"{p.pid}: {' '.join(p.cmdline())}" for p in stray if alive(p))
             raise StrayProcessError(f"processes survived teardown:\n{listing}")
-
-    @staticmethod
-    def _stop(roots: list[subprocess.Popen[bytes]], timeout: float) -> list[psutil.Process]:
-        procs = {p.pid: p for root in roots for p in _tree(root.pid)}
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for root in roots:
-                with suppress(ProcessLookupError):
-                    os.killpg(root.pid, sig)
-            # One signal per process and phase: a second SIGTERM cuts Prefect's graceful
-            # shutdown (flow runs reporting Crashed) short.
-            signaled = {root.pid for root in roots}
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                for root in roots:
-                    root.poll()
-                # Flow runs sit in their own sessions: find descendants again, also new ones.
-                for proc in [p for p in list(procs.values()) if _alive(p)]:
-                    procs.update({c.pid: c for c in _tree(proc.pid)})
-                alive = [p for p in procs.values() if _alive(p)]
-                if not alive:
-                    return []
-                for proc in alive:
-                    if proc.pid not in signaled:
-                        signaled.add(proc.pid)
-                        with suppress(psutil.NoSuchProcess):
-                            proc.send_signal(sig)
-                time.sleep(0.25)
-        return [p for p in procs.values() if _alive(p)]
 
 
 @contextmanager

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from prefect_harness import PREFECT_BIN, PROJECT_ROOT, free_loopback_port
+from loopback import free_loopback_port
+from prefect_harness import PREFECT_BIN, PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "deployments" / "local.sh"
 COMMANDS = ("up", "down", "status", "server-start", "server-stop", "pool", "deploy")

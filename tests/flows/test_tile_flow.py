@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections import Counter
@@ -14,6 +13,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 import pytest
+from loopback import refusing_url
 from rasterio.windows import Window
 from scene_crops import write_crop
 
@@ -187,9 +187,7 @@ def _unreachable_s3_read() -> BaseException:
     """The real error of a scene read from an S3 endpoint that refuses connections."""
     from datasets.scenes.storage import SceneStore
 
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    endpoint = refusing_url()
     uri = "s3://s2sr-unreachable/scene/B02.tif"
     try:
         SceneStore.for_uri(uri, {"endpoint_url": endpoint, "key": "k", "secret": "s"}).open_raster(
