@@ -23,7 +23,8 @@ from datasets.errors import TilingError
 
 # Pixels further than this many sigmas from the centre get a weight below 1.2e-4 of the peak.
 _KERNEL_SIGMAS = 4.0
-_UINT16_MAX = 65535.0
+#: Largest value of the store's uint16 reflectance ×10000 pixels.
+UINT16_MAX = 65535
 
 
 def mtf_to_sigma(mtf: float, scale: int) -> float:
@@ -208,7 +209,7 @@ class Degradation(BaseModel):
             band = hr[i].astype(np.float32)
             rows = _blur_downsample_axis(band, kernel, scale, top, h // scale, axis=0)
             lr[i] = _blur_downsample_axis(rows, kernel, scale, left, w // scale, axis=1)
-        return np.clip(np.rint(lr), 0.0, _UINT16_MAX).astype(np.uint16)
+        return np.clip(np.rint(lr), 0.0, UINT16_MAX).astype(np.uint16)
 
     def to_attrs(self, scale: int, bands: Sequence[str]) -> dict[str, Any]:
         """JSON-ready description of the method and its resolved parameters, for store attrs."""

@@ -20,13 +20,13 @@ from rasterio.windows import Window
 from torch import Tensor
 
 from datasets.cog_writer import CogWriter
+from datasets.degradation import UINT16_MAX
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene
 from srgan.tiled import Strip
 
 OutputDType = Literal["uint16", "float32"]
 REFLECTANCE_SCALE = 10000.0
-UINT16_MAX = 65535
 
 
 def output_nodata(input_nodata: float | None, dtype: OutputDType) -> float:

@@ -22,7 +22,7 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from datasets.degradation import Degradation, check_grid_alignment
+from datasets.degradation import UINT16_MAX, Degradation, check_grid_alignment
 from datasets.errors import TilingError
 from datasets.patch_store import store_version
 from datasets.scenes import DEFAULT_BANDS, Scene, open_scene
@@ -38,7 +38,6 @@ _S2_NODATA = 0
 # GDAL's block cache defaults to 5 % of RAM (1.2 GB on 24 GB, 3 GB on 64 GB). Strips only need
 # the current row of file tiles (~90 MB for four bands of 1024² JP2 tiles across 10980 px).
 _GDAL_CACHE_BYTES = 256 * 2**20
-_UINT16_MAX = int(np.iinfo(np.uint16).max)
 
 
 @dataclass(frozen=True)
@@ -125,10 +124,10 @@ def _to_uint16(pixels: np.ndarray, scene: Scene) -> np.ndarray:
     if pixels.dtype == np.uint16:
         return pixels
     low, high = int(pixels.min()), int(pixels.max())
-    if low < 0 or high > _UINT16_MAX:
+    if low < 0 or high > UINT16_MAX:
         raise TilingError(
             f"scene {scene.uri} holds {pixels.dtype} pixels from {low} to {high} in patches to "
-            f"keep, but the patch store holds uint16 reflectance ×10000 (0 to {_UINT16_MAX}) "
+            f"keep, but the patch store holds uint16 reflectance ×10000 (0 to {UINT16_MAX}) "
             "and would wrap them. Convert the scene to uint16 ×10000 first (e.g. "
             "`gdal_translate -ot UInt16`, mapping its nodata to 0), or declare out-of-range "
             "fill values as the files' nodata so their patches are dropped."
@@ -187,7 +186,8 @@ def _strip_batch(
     return PatchBatch(
         hr=_to_uint16(np.stack([core[:, :, c : c + p] for c in offsets]), scene),
         lr=_to_uint16(
-            np.stack([lr_strip[:, :, c // scale : c // scale + lr_p] for c in offsets]), scene
+            np.stack([lr_strip[:, :, c // scale : c // scale + lr_p] for c in offsets]),
+            lr_scene or scene,
         ),
         row_off=np.full(len(kept), row_off, dtype=np.int64),
         col_off=offsets,

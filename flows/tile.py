@@ -28,7 +28,7 @@ from tasks.credentials import s3_credentials
 from tasks.storage import default_store
 from tasks.tile import (
     TilingProgress,
-    check_tiling_parameters,
+    check_run_parameters,
     find_scene_uris,
     store_backend,
     summarise_tiling,
@@ -147,7 +147,7 @@ def tile_sentinel2(
         TilingFailed: a scene could not be tiled (the others are in the store).
     """
     # checked once here, not in every scene's task, so bad values fail the run before any task
-    check_tiling_parameters(bands, scale, patch_size, stride)
+    check_run_parameters(bands, scale, patch_size, stride)
     with s3_credentials(credentials_block):
         uris = list(dict.fromkeys(scenes or []))
         if scan:

@@ -20,6 +20,7 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
@@ -165,6 +166,7 @@ class RunCSVLogger(CSVLogger):
     that redid them)."""
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if not isinstance(self._experiment, ExperimentWriter):
             self._fs.makedirs(self.root_dir, exist_ok=True)

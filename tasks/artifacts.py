@@ -12,6 +12,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from srgan import software_version
+from srgan.config import METRIC_HIGHER_IS_BETTER
 
 METRICS = ("l1", "psnr", "ssim", "sam", "ergas")
 
@@ -60,17 +61,19 @@ def curve_markdown(history: list[dict[str, float]], best_metric: str = "l1") -> 
     if not history:
         return "_no validation during training_"
     key = f"val_metrics/{best_metric}"
-    higher = best_metric in {"psnr", "ssim"}
+    sign = 1 if METRIC_HIGHER_IS_BETTER.get(best_metric, False) else -1
     scored = [i for i, row in enumerate(history) if key in row]
-    best = max(scored, key=lambda i: history[i][key] * (1 if higher else -1)) if scored else 0
+    best = max(scored, key=lambda i: sign * history[i][key]) if scored else None
     step = max(1, -(-len(history) // (CURVE_ROWS - 1)))
-    chosen = sorted({*range(0, len(history), step), len(history) - 1, best})
+    chosen = {*range(0, len(history), step), len(history) - 1}
+    if best is not None:
+        chosen.add(best)
     names = [m for m in METRICS if f"val_metrics/{m}" in history[-1]]
     lines = [
         "| iteration | " + " | ".join(names) + " | PSNR gain over bicubic |",
         "|---" * (len(names) + 2) + "|",
     ]
-    for i in chosen:
+    for i in sorted(chosen):
         row = history[i]
         cells = [f"{row.get(f'val_metrics/{m}', float('nan')):.5g}" for m in names]
         gain = row.get("val_metrics/psnr_gain", float("nan"))

@@ -82,7 +82,8 @@ def s3_credentials(block: str | None) -> Iterator[None]:
     ``None`` changes nothing (credentials come from the worker's environment, ``~/.aws`` or
     the instance role). The variables are set in ``os.environ``, so they reach the tasks that
     run in threads of this process, and the processes it starts (DataLoader workers), but not
-    the workers of a Dask cluster. On exit the previous values come back, and s3fs's cached
+    the workers of a Dask cluster. AWS variables the block does not set are unset meanwhile.
+    On exit the previous values come back, and s3fs's cached
     clients (which keep the credentials they were made with) are dropped on entry and exit.
     ``os.environ`` is shared by the whole process: one flow run per process, as Prefect's
     workers run them.
@@ -94,7 +95,9 @@ def s3_credentials(block: str | None) -> Iterator[None]:
         yield
         return
     values = read_credentials_block(block)
-    saved = {k: os.environ.get(k) for k in values}
+    # every AWS variable, not only the block's: a worker's own session token or profile must
+    # not mix with the block's key pair
+    saved = {k: os.environ.pop(k, None) for k in AWS_VARIABLES}
     _clear_s3_clients()
     os.environ.update(values)
     try:

@@ -10,6 +10,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
+#: Key of the training run's progress artifact.
+PROGRESS_KEY = "srgan-training-progress"
+
 
 class PrefectProgress(Callback):
     """Every ``every_n_iterations``: a log line with the losses and the progress artifact updated.
@@ -29,7 +32,7 @@ class PrefectProgress(Callback):
         self,
         max_iterations: int | None,
         every_n_iterations: int = 10,
-        key: str = "srgan-training-progress",
+        key: str = PROGRESS_KEY,
     ) -> None:
         self.max_iterations = max_iterations
         self.total: int | None = max_iterations

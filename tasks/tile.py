@@ -30,10 +30,11 @@ from datasets.store_backends import Backend, detect_backend
 from datasets.tiling import check_tiling_params, tile_scene
 
 
-def check_tiling_parameters(
+def check_run_parameters(
     bands: Sequence[str], scale: int, patch_size: int, stride: int | None
 ) -> None:
-    """Refuse what every scene's task would refuse, once for the whole run.
+    """Refuse what every scene's task would refuse, once for the whole run (the filter
+    fractions are bounded by the flow's parameter schema already).
 
     Raises:
         TilingError: ``patch_size`` or ``stride`` is not a multiple of ``scale``, or a band name

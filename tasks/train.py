@@ -24,7 +24,7 @@ from srgan.module import NonFiniteLossError
 from srgan.train import InitCheckpointError, devices_per_node, fit
 from tasks.credentials import CredentialsBlockError
 from tasks.data import datamodule_for
-from tasks.progress import PrefectProgress
+from tasks.progress import PROGRESS_KEY, PrefectProgress
 
 # Library loggers whose records should reach the Prefect run logs.
 LIBRARY_LOGGERS = ("srgan", "datasets", "lightning.pytorch")
@@ -84,11 +84,14 @@ def end_flow_retries() -> None:
     flow_run_id = runtime.flow_run.id
     if not flow_run_id:
         return
-    with get_client(sync_client=True) as client:
-        policy = client.read_flow_run(flow_run_id).empirical_policy
-        client.update_flow_run(
-            flow_run_id, empirical_policy=policy.model_copy(update={"retries": 0})
-        )
+    try:
+        with get_client(sync_client=True) as client:
+            policy = client.read_flow_run(flow_run_id).empirical_policy
+            client.update_flow_run(
+                flow_run_id, empirical_policy=policy.model_copy(update={"retries": 0})
+            )
+    except Exception as err:  # the input error being raised matters more than the retries
+        get_run_logger().warning("could not cancel the remaining retries: %s", err)
 
 
 def local_processes(config: TrainingConfig) -> tuple[TrainingConfig, int]:
@@ -170,7 +173,7 @@ def fit_with_torchrun(
         result: dict[str, Any] = json.loads(result_path.read_text())
     create_progress_artifact(
         progress=100.0,
-        key=progress_for(config).key,
+        key=PROGRESS_KEY,
         description=f"SRGAN training on {processes} devices: iteration {result['iteration']}",
     )
     return result
@@ -225,6 +228,8 @@ def fit_srgan(
         data = config.data.model_copy(update={"version": datamodule.store_version})
         config = config.model_copy(update={"data": data})
         if processes > 1:
+            if callbacks:
+                raise ValueError("callbacks cannot reach the torchrun ranks of a multi-device fit")
             out = fit_with_torchrun(config, run_dir, init_from, processes)
         else:
             result = fit(

@@ -42,3 +42,8 @@ def test_long_history_is_thinned_but_keeps_first_best_and_last() -> None:
 
 def test_no_validation_says_so() -> None:
     assert "no validation" in curve_markdown([], "l1")
+
+
+def test_history_without_the_best_metric_marks_no_row() -> None:
+    table = curve_markdown(_history(3, best=1), "sam")
+    assert "(best)" not in table and _iterations(table) == ["100", "200", "300"]

@@ -41,30 +41,16 @@ def no_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def s3_block(s3_server: Any, no_aws_env: None) -> dict[str, str]:
+def s3_block(s3_aws_variables: dict[str, str], no_aws_env: None) -> dict[str, str]:
     """A ``Secret`` block :data:`BLOCK` holding the test server's credentials; returns them."""
     from prefect.blocks.system import Secret
 
-    values = {
-        "AWS_ACCESS_KEY_ID": s3_server["key"],
-        "AWS_SECRET_ACCESS_KEY": s3_server["secret"],
-        "AWS_ENDPOINT_URL": s3_server["endpoint_url"],
-        # Icechunk's S3 client wants a region whenever it is not given one explicitly.
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    Secret(value=values).save(BLOCK, overwrite=True)
-    return values
+    Secret(value=s3_aws_variables).save(BLOCK, overwrite=True)
+    return s3_aws_variables
 
 
 def _aws_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-
-
-def _run_count(flow_run_id: Any) -> int:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(flow_run_id).run_count
 
 
 def test_s3_storage_with_block_credentials_leaks_no_secret(
@@ -107,15 +93,21 @@ def test_block_values_last_only_as_long_as_the_context(
     s3_block: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "the-worker's-own")
     with s3_credentials(BLOCK):
-        assert {k: os.environ[k] for k in s3_block} == s3_block
-    assert _aws_env() == {"AWS_DEFAULT_REGION": "eu-west-1"}  # the previous value is back
+        # the block's variables, and no token of the worker mixed with the block's key pair
+        assert _aws_env() == s3_block
+    # the previous values are back
+    assert _aws_env() == {
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_SESSION_TOKEN": "the-worker's-own",
+    }
     with s3_credentials(None):
-        assert _aws_env() == {"AWS_DEFAULT_REGION": "eu-west-1"}
+        assert _aws_env()["AWS_SESSION_TOKEN"] == "the-worker's-own"
 
 
 def test_missing_block_fails_at_the_first_attempt(
-    no_aws_env: None, storage: Path, read_artifacts: Any
+    no_aws_env: None, storage: Path, read_artifacts: Any, attempts: Any
 ) -> None:
     assert train_srgan.retries == 2  # the flow's default retries stay on
     state = train_srgan(max_iterations=4, credentials_block="no-such-block", return_state=True)
@@ -125,7 +117,7 @@ def test_missing_block_fails_at_the_first_attempt(
     assert isinstance(raised, CredentialsBlockError), repr(raised)
     assert "no Secret block named 'no-such-block'" in str(raised)
     flow_run_id = state.state_details.flow_run_id
-    assert _run_count(flow_run_id) == 1
+    assert attempts(flow_run_id)["flow"] == 1
     assert read_artifacts(flow_run_id) == {}
     assert not list(storage.iterdir())  # nothing was written
 
@@ -148,6 +140,7 @@ def test_malformed_block_names_the_problem_but_no_value(
     no_aws_env: None,
     storage: Path,
     read_logs: Any,
+    attempts: Any,
 ) -> None:
     from prefect.blocks.system import Secret
 
@@ -162,7 +155,7 @@ def test_malformed_block_names_the_problem_but_no_value(
     assert isinstance(raised, CredentialsBlockError), repr(raised)
     assert "s2sr-test-malformed" in str(raised) and hint in str(raised), str(raised)
     flow_run_id = state.state_details.flow_run_id
-    assert _run_count(flow_run_id) == 1
+    assert attempts(flow_run_id)["flow"] == 1
     logs = "\n".join(read_logs(flow_run_id))
     assert "CredentialsBlockError" in logs  # the logs were read
     for where, text in {"error": str(raised), "message": str(state.message), "logs": logs}.items():
