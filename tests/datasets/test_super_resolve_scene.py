@@ -12,7 +12,6 @@ from affine import Affine
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 from scene_crops import write_crop
-from toy_data import tiny_checkpoint as train_tiny
 
 from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
@@ -33,9 +32,9 @@ TILING = {"tile_size": 48, "overlap": 16, "batch_size": 4}
 SEAM_TOLERANCE = 2.0
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return train_tiny(tmp_path_factory.mktemp("run"))
+@pytest.fixture(scope="session")
+def checkpoint(tiny_checkpoint: str) -> str:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,22 @@ from uuid import UUID
 
 import pytest
 import torch
+from toy_data import TINY_RUN
 
 from srgan.config import deep_merge
 
 BANDS = ["B02", "B03", "B04", "B08"]
 
 #: Networks and schedules small enough for a flow run of a few seconds on one CPU thread.
-TINY: dict[str, Any] = {
-    "data": {"batch_size": 4, "num_workers": 0},
-    "generator": {"channels": 8, "n_blocks": 1},
-    "discriminator": {"base_channels": 8, "n_blocks": 2, "pool_size": 2, "fc_features": 16},
-    "schedule": {"pretrain_iterations": 3, "ramp_iterations": 4},
-    "ema": {"start_iteration": 2, "decay": 0.9},
-    "validation": {"every_n_iterations": 6, "train_metrics_every": 2},
-    "trainer": {"checkpoint_every_n_iterations": 3, "log_every_n_iterations": 3},
-}
+TINY: dict[str, Any] = deep_merge(
+    TINY_RUN,
+    {
+        "validation": {"every_n_iterations": 6, "train_metrics_every": 2},
+        "trainer": {"checkpoint_every_n_iterations": 3, "log_every_n_iterations": 3},
+    },
+)
+# the flows' own max_iterations parameter sets the length
+TINY["schedule"] = {k: v for k, v in TINY["schedule"].items() if k != "max_iterations"}
 
 #: Training length of the flow tests; a multiple of the validation and checkpoint intervals.
 ITERATIONS = 12
@@ -235,3 +236,34 @@ def check_s3_training_run(read_artifacts: ArtifactReader, read_logs: LogReader) 
         return {"artifacts": artifacts, "parameters": parameters, "result": result}
 
     return check
+
+
+@pytest.fixture
+def s3_aws_variables(s3_server: Any) -> dict[str, str]:
+    """The loopback S3 server's credentials as the ``AWS_*`` variables s3fs and Icechunk read."""
+    return {
+        "AWS_ACCESS_KEY_ID": s3_server["key"],
+        "AWS_SECRET_ACCESS_KEY": s3_server["secret"],
+        "AWS_ENDPOINT_URL": s3_server["endpoint_url"],
+        # Icechunk's S3 client wants a region whenever it is not given one explicitly.
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+@pytest.fixture
+def attempts() -> Callable[[UUID], dict[str, int]]:
+    """``attempts(flow_run_id)``: how often the run (``"flow"``) and each task run ran (1: no
+    retry)."""
+
+    def count(flow_run_id: UUID) -> dict[str, int]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        only_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        with get_client(sync_client=True) as client:
+            counts = {"flow": client.read_flow_run(flow_run_id).run_count}
+            for task_run in client.read_task_runs(flow_run_filter=only_run):
+                counts[task_run.name] = task_run.run_count
+        return counts
+
+    return count

@@ -21,17 +21,13 @@ BUCKET = "s2sr-flow-credentials"
 
 
 @pytest.fixture
-def s3_env(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """The test server's credentials as AWS_* variables; s3fs caches cleared around the test."""
+def s3_env(
+    s3_aws_variables: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The test server's credentials set as AWS_* variables; s3fs caches cleared around it."""
     import s3fs
 
-    env = {
-        "AWS_ACCESS_KEY_ID": s3_server["key"],
-        "AWS_SECRET_ACCESS_KEY": s3_server["secret"],
-        "AWS_ENDPOINT_URL": s3_server["endpoint_url"],
-        # Icechunk's S3 client wants a region whenever it is not given one explicitly.
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = s3_aws_variables
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("S2SR_STORAGE", raising=False)

@@ -7,7 +7,6 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 from scene_crops import write_crop
-from toy_data import tiny_checkpoint as train_tiny
 
 from flows.super_resolve import super_resolve
 from tasks.super_resolve import ChampionError, resolve_checkpoint
@@ -21,9 +20,9 @@ def prefect_api():
         yield
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    return train_tiny(tmp_path_factory.mktemp("run"))
+@pytest.fixture(scope="session")
+def checkpoint(tiny_checkpoint: str) -> str:
+    return tiny_checkpoint
 
 
 def register_champion(storage: Path, checkpoint: str) -> None:

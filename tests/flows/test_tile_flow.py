@@ -364,3 +364,19 @@ def test_row_progress_is_throttled_and_never_goes_back(monkeypatch: pytest.Monke
     assert reported == pytest.approx([5.0 * k for k in range(1, 11)] + [50.5, 100.0])
     TilingProgress.report_rows(progress.id, "b", 0.5)  # after the run: ignored
     assert len(reported) == 12
+
+
+def test_row_progress_is_also_shown_after_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[float] = []
+    clock = [0.0]
+    monkeypatch.setattr(tasks.tile.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(tasks.tile, "create_progress_artifact", lambda *a, **k: UUID(int=1))
+    monkeypatch.setattr(tasks.tile, "update_progress_artifact", lambda _, p: reported.append(p))
+    with TilingProgress(1) as progress:
+        TilingProgress.report_rows(progress.id, "a", 0.01)  # 1 %: under the 5 % step
+        clock[0] = 9.0
+        TilingProgress.report_rows(progress.id, "a", 0.02)
+        assert reported == []
+        clock[0] = 10.5  # 10 s after the start: shown although under 5 % more
+        TilingProgress.report_rows(progress.id, "a", 0.03)
+        assert reported == pytest.approx([3.0])

@@ -164,6 +164,7 @@ def test_failed_attempt_is_retried_and_resumes_to_identical_weights(
     monkeypatch: pytest.MonkeyPatch,
     tiny: Any,
     iterations: int,
+    attempts: Any,
 ) -> None:
     starts = flaky_fit(monkeypatch, fail_at=7)
     state = train_srgan.with_options(retry_delay_seconds=0)(
@@ -216,20 +217,9 @@ def test_torn_last_checkpoint_falls_back_to_the_previous_one(
     assert_same_weights(result["last_checkpoint"], straight.result()["last_checkpoint"])
 
 
-def attempts(flow_run_id: Any) -> dict[str, int]:
-    """How often the flow run and each of its task runs ran (1: no retry)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    only_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-    with get_client(sync_client=True) as client:
-        counts = {"flow": client.read_flow_run(flow_run_id).run_count}
-        for task_run in client.read_task_runs(flow_run_filter=only_run):
-            counts[task_run.name] = task_run.run_count
-    return counts
-
-
-def test_bad_preset_fails_at_the_first_attempt(storage: Path, read_artifacts: Any) -> None:
+def test_bad_preset_fails_at_the_first_attempt(
+    storage: Path, read_artifacts: Any, attempts: Any
+) -> None:
     # the flow's default retries: a config that cannot parse must not be tried three times
     assert train_srgan.retries == 2
     state = train_srgan(config="no-such-preset", max_iterations=4, return_state=True)
@@ -274,6 +264,7 @@ def test_bad_input_fails_clearly_at_the_first_attempt_without_artifacts(
     read_artifacts: Any,
     tiny: Any,
     tile_store: Any,
+    attempts: Any,
 ) -> None:
     store, overrides, init_from, run_key = str(patch_store), tiny(), None, None
     if case == "unknown override key":

@@ -4,7 +4,6 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 from scene_crops import write_crop
-from toy_data import tiny_checkpoint as train_tiny
 
 from datasets.split_policy import SplitPolicy
 from datasets.tiling import tile_scene
@@ -18,12 +17,6 @@ def small_store(bigearthnet_dirs, tmp_path_factory):
     for scene in bigearthnet_dirs:
         tile_scene(str(scene), store, patch_size=32, split=SplitPolicy(mode="block", block_size=64))
     return store
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A ×4 checkpoint of a tiny generator on B02, B03, B04, B08 (EMA weights updated)."""
-    return train_tiny(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

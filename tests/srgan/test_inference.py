@@ -6,17 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from toy_data import tiny_checkpoint as train_tiny
 
 from srgan.checkpointing import CheckpointError, load_checkpoint
 from srgan.inference import load_inference_model, pick_device
 from srgan.tiled import WEIGHT_FLOOR, TiledSuperResolver, axis_windows, tile_starts
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A 10-iteration tiny run (about 1 s): EMA active from iteration 2."""
-    return train_tiny(tmp_path_factory.mktemp("run"))
+@pytest.fixture(scope="session")
+def checkpoint(tiny_checkpoint: str) -> str:
+    return tiny_checkpoint
 
 
 def nearest(tiles: torch.Tensor) -> torch.Tensor:
