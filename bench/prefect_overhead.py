@@ -60,8 +60,8 @@ def make_store(root: Path) -> str:
 def run_direct(store: str, iterations: int, run_dir: Path) -> dict[str, float]:
     """Config + store + ``fit``, no Prefect; wall and reported fit seconds."""
     from srgan.config import deep_merge, load_config
+    from srgan.data import datamodule_for
     from srgan.train import fit
-    from tasks.data import datamodule_for
 
     started, cpu = time.perf_counter(), time.process_time()
     overrides = deep_merge(

@@ -91,7 +91,7 @@ def untrained_checkpoint(path: Path) -> Path:
 
 def child(args: argparse.Namespace) -> int:
     """One measured run in this (fresh) process; prints the result as JSON."""
-    from datasets.super_resolve_scene import super_resolve_scene
+    from srgan.super_resolve_scene import super_resolve_scene
 
     torch.set_num_threads(args.threads)
     result = super_resolve_scene(

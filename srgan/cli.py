@@ -1,6 +1,6 @@
 """``s2-srgan``: local work without Prefect (train, super-resolve, presets).
 
-This is the application entry point, the one module of ``srgan`` that joins the model library to
+This is the application entry point. It joins the model library to
 the data library (``datasets``); it imports that library only inside the commands that need it.
 
 Example::
@@ -47,8 +47,8 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from srgan.data import datamodule_for
     from srgan.train import fit
-    from tasks.data import datamodule_for
 
     overrides = parse_set(args.set)
     overrides.setdefault("data", {})["store"] = args.data
@@ -81,8 +81,8 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _super_resolve(args: argparse.Namespace) -> int:
     from datasets.errors import S2SRDataError
-    from datasets.super_resolve_scene import super_resolve_scene
     from srgan.checkpointing import CheckpointError
+    from srgan.super_resolve_scene import super_resolve_scene
 
     try:
         result = super_resolve_scene(

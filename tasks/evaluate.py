@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 
 from srgan.config import DataConfig
+from srgan.data import datamodule_for
 from srgan.evaluate import evaluate_checkpoint
-from tasks.data import datamodule_for
 
 
 @task(name="evaluate-checkpoints")

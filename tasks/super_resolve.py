@@ -13,7 +13,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
-from datasets.super_resolve_scene import super_resolve_scene
+from srgan.super_resolve_scene import super_resolve_scene
 from tasks.storage import join, storage_root
 
 CHAMPION = "champion"

@@ -20,10 +20,10 @@ from prefect.logging import get_run_logger
 from datasets.errors import PatchStoreError, is_transient
 from srgan.checkpointing import CheckpointError
 from srgan.config import ConfigError, TrainingConfig, load_config
+from srgan.data import datamodule_for
 from srgan.module import NonFiniteLossError
 from srgan.train import InitCheckpointError, devices_per_node, fit
 from tasks.credentials import CredentialsBlockError
-from tasks.data import datamodule_for
 from tasks.progress import PROGRESS_KEY, PrefectProgress
 
 # Library loggers whose records should reach the Prefect run logs.

@@ -166,7 +166,7 @@ def test_bad_arguments_are_refused(store: str) -> None:
 
 def test_training_config_sets_the_validation_batch_size(store: str) -> None:
     from srgan.config import load_config
-    from tasks.data import datamodule_for
+    from srgan.data import datamodule_for
 
     cfg = load_config("cpu-tiny", {"data": {"store": store, "batch_size": 2, "val_batch_size": 5}})
     dm = datamodule_for(cfg.data)

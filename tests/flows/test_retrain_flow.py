@@ -16,8 +16,8 @@ import torch
 
 from flows.retrain import retrain_srgan
 from srgan.config import load_config
+from srgan.data import datamodule_for
 from srgan.train import fit
-from tasks.data import datamodule_for
 from tasks.super_resolve import resolve_checkpoint
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -16,10 +16,10 @@ from scene_crops import write_crop
 from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
 from datasets.scenes import open_scene
-from datasets.sr_pixels import to_output
-from datasets.super_resolve_scene import scene_predictor, super_resolve_scene
 from srgan.checkpointing import CheckpointError
 from srgan.inference import load_inference_model
+from srgan.sr_pixels import to_output
+from srgan.super_resolve_scene import scene_predictor, super_resolve_scene
 from srgan.tiled import TiledSuperResolver
 
 CROP = Window(640, 512, 112, 96)
@@ -217,7 +217,7 @@ def test_s3_output_is_uploaded_as_a_cog(crop, checkpoint, s3_server, tmp_path):
 
 def test_glue_never_imports_prefect():
     code = (
-        "import sys, datasets.super_resolve_scene; "
+        "import sys, srgan.super_resolve_scene; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -34,8 +34,8 @@ from datasets.output_location import check_output
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene, open_scene
 from datasets.scenes.bands import check_bands
-from datasets.sr_pixels import OutputDType, StripSink, output_nodata
 from srgan.inference import InferenceModel, device_label, load_inference_model
+from srgan.sr_pixels import OutputDType, StripSink, output_nodata
 from srgan.tiled import Predict, TiledSuperResolver
 
 log = logging.getLogger(__name__)
