@@ -17,7 +17,6 @@ Root attrs: the :class:`StoreParams` (``bands``, ``scale``, ``patch_size``, ``st
 
 from __future__ import annotations
 
-import importlib.metadata
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from zarr.errors import UnstableSpecificationWarning
 
 from datasets.errors import PatchStoreError, StoreMismatchError
 from datasets.split_policy import SPLITS
+from datasets.version import software_version
 
 FORMAT_VERSION = 1
 HR_DIMS = ("patch", "band", "y", "x")
@@ -41,14 +41,6 @@ _COORD_CHUNK = 4096
 # Bit-shuffled zstd compresses smooth 16-bit reflectance about twice as well as plain zstd.
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 _PATCH_ARRAYS = ("hr", "lr", *PATCH_COORDS)
-
-
-def software_version() -> str:
-    """Installed version of s2-srgan, recorded with every store and scene."""
-    try:
-        return importlib.metadata.version("s2-srgan")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 @dataclass(frozen=True)

@@ -7,26 +7,30 @@ Every decision is recorded as an artifact (``retrain-decision``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from prefect import flow, runtime
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import Field
 
 from flows.tile import tile_sentinel2
 from flows.train import train_srgan
-from srgan.config import METRIC_HIGHER_IS_BETTER, ValMetric
+from srgan.config import ValMetric
 from tasks.credentials import s3_credentials
 from tasks.evaluate import evaluate_checkpoints
-from tasks.registry import promote_champion, read_champion
+from tasks.registry import ChampionRecord, promote_champion, read_champion
+from tasks.retrain import RetrainDecision, Scores, decide, register_retrain_decision
 from tasks.storage import default_store
 from tasks.train import training_config
 
 
-def is_better(challenger: float, champion: float, metric: str, min_gain: float) -> bool:
-    """Whether the challenger beats the champion by more than ``min_gain`` on ``metric``."""
-    gain = challenger - champion if METRIC_HIGHER_IS_BETTER[metric] else champion - challenger
-    return gain > min_gain
+@dataclass(frozen=True)
+class RetrainResult:
+    """What ``retrain-srgan`` decided, on which scores, and the challenger's checkpoint."""
+
+    decision: RetrainDecision
+    scores: Scores
+    challenger: str
 
 
 @flow(name="retrain-srgan", log_prints=True)
@@ -42,7 +46,7 @@ def retrain_srgan(
     min_gain: Annotated[float, Field(ge=0)] = 0.0,
     warm_start: bool = True,
     credentials_block: str | None = None,
-) -> dict[str, Any]:
+) -> RetrainResult:
     """Retrain and promote only on improvement.
 
     Args:
@@ -81,60 +85,25 @@ def retrain_srgan(
             storage=storage,
             run_key=run_key,
             max_iterations=max_iterations,
-            init_from=champion["checkpoint"] if champion and warm_start else None,
+            init_from=champion.checkpoint if champion and warm_start else None,
             credentials_block=credentials_block,
         )
-        challenger_ckpt = trained["best_checkpoint"] or trained["last_checkpoint"]
-        checkpoints = {"challenger": challenger_ckpt}
+        checkpoints = {"challenger": trained.fit.checkpoint}
         if champion:
-            checkpoints["champion"] = champion["checkpoint"]
-        data = cfg.data.model_copy(update={"version": trained.get("store_version")})
+            checkpoints["champion"] = champion.checkpoint
+        data = cfg.data.model_copy(update={"version": trained.fit.store_version})
         scores = evaluate_checkpoints(checkpoints, data)
-        key = f"val_metrics/{metric}"
-        challenger_score = scores["challenger"][key]
-        champion_score = scores["champion"][key] if champion else None
-        promote = champion_score is None or is_better(
-            challenger_score, champion_score, metric, min_gain
-        )
-        reason = (
-            "no champion yet"
-            if champion_score is None
-            else f"challenger {metric} {challenger_score:.5f} vs champion {champion_score:.5f}"
-        )
-        rows = [
-            {"model": name, **{k.removeprefix("val_metrics/"): round(v, 5) for k, v in m.items()}}
-            for name, m in scores.items()
-        ]
-        create_table_artifact(
-            key="retrain-evaluation", table=rows, description="same validation patches"
-        )
-        decision = "promoted" if promote else "kept champion"
-        create_markdown_artifact(
-            key="retrain-decision",
-            markdown=(
-                f"# Retrain decision: {decision}\n\n- metric: `{metric}` (min gain {min_gain})\n"
-                f"- {reason}\n- challenger: `{challenger_ckpt}`\n"
-                f"- champion: `{champion['checkpoint'] if champion else None}`\n"
-                f"- store version: `{data.version}`\n"
-            ),
-            description="champion/challenger decision",
-        )
-        if promote:
-            promote_champion(
-                storage,
-                {
-                    "checkpoint": challenger_ckpt,
-                    "run_key": run_key,
-                    "metric": metric,
-                    "score": challenger_score,
-                    "metrics": scores["challenger"],
-                    "store": target,
-                    "store_version": data.version,
-                },
+        decision = decide(scores, metric, min_gain)
+        register_retrain_decision(decision, scores, checkpoints, metric, min_gain, data.version)
+        if decision.promote:
+            record = ChampionRecord(
+                checkpoint=checkpoints["challenger"],
+                run_key=run_key,
+                metric=metric,
+                score=decision.challenger_score,
+                metrics=scores["challenger"],
+                store=target,
+                store_version=data.version,
             )
-        return {
-            "decision": decision,
-            "reason": reason,
-            "scores": scores,
-            "challenger": challenger_ckpt,
-        }
+            promote_champion(storage, record)
+        return RetrainResult(decision, scores, checkpoints["challenger"])

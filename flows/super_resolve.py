@@ -13,10 +13,10 @@ from prefect import flow
 from pydantic import Field
 
 from tasks.credentials import s3_credentials
+from tasks.registry import resolve_checkpoint
 from tasks.super_resolve import (
     default_output,
     register_super_resolve_artifacts,
-    resolve_checkpoint,
     super_resolve_scene_task,
 )
 

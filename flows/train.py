@@ -11,15 +11,26 @@ ends the run's remaining retries.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from prefect import flow, runtime
 from pydantic import Field
 
-from tasks.artifacts import register_training_artifacts
+from srgan.train import FitResult
+from tasks.artifacts import TrainingArtifacts, register_training_artifacts
 from tasks.credentials import s3_credentials
 from tasks.storage import default_store, run_dir
 from tasks.train import end_flow_retries, fit_srgan, is_input_error, training_config
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What ``train-srgan`` produced: the fit, the run key it trained under, its artifacts."""
+
+    run_key: str
+    fit: FitResult
+    artifacts: TrainingArtifacts
 
 
 @flow(name="train-srgan", retries=2, retry_delay_seconds=5, log_prints=True)
@@ -33,7 +44,7 @@ def train_srgan(
     max_epochs: Annotated[int | None, Field(ge=1)] = None,
     init_from: str | None = None,
     credentials_block: str | None = None,
-) -> dict[str, Any]:
+) -> TrainingRun:
     """Train an SRGAN.
 
     Args:
@@ -56,9 +67,9 @@ def train_srgan(
                 config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
             )
             result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
-            keys = register_training_artifacts(result, cfg.model_dump(mode="json"))
+            keys = register_training_artifacts(result, cfg)
     except Exception as err:
         if is_input_error(err):  # another attempt would fail the same way
             end_flow_retries()
         raise
-    return {**result, "artifacts": keys, "run_key": key}
+    return TrainingRun(run_key=key, fit=result, artifacts=keys)

@@ -6,7 +6,7 @@ from functools import partial
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
 from srgan.config import METRIC_HIGHER_IS_BETTER, OptimizerConfig, TrainingConfig
 from srgan.losses import AdversarialObjective, ContentLoss, PerceptualLoss
@@ -53,6 +53,22 @@ def objective_from_config(cfg: TrainingConfig) -> AdversarialObjective:
     return AdversarialObjective(
         losses.adversarial, real_label=losses.real_label, r1_gamma=losses.r1_gamma
     )
+
+
+def optimizers_from_config(
+    cfg: TrainingConfig, generator: nn.Module, discriminator: nn.Module
+) -> tuple[list[torch.optim.Optimizer], list[LRScheduler]]:
+    """``[G, D]`` optimizers and their schedulers: G warm-up, D warm-up, G plateau, D plateau."""
+    o = cfg.optim
+    opt_g = optimizer_for(list(generator.parameters()), o.generator)
+    opt_d = optimizer_for(list(discriminator.parameters()), o.discriminator)
+    schedulers = [
+        warmup_scheduler(opt_g, o.generator),
+        warmup_scheduler(opt_d, o.discriminator),
+        plateau_scheduler(opt_g, o.generator, o.plateau_metric),
+        plateau_scheduler(opt_d, o.discriminator, o.plateau_metric),
+    ]
+    return [opt_g, opt_d], schedulers
 
 
 def optimizer_for(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:

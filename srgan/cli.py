@@ -1,7 +1,8 @@
 """``s2-srgan``: local work without Prefect (train, super-resolve, presets).
 
-This is the application entry point. It joins the model library to
-the data library (``datasets``); it imports that library only inside the commands that need it.
+One function per command. Each imports what it needs (torch, Lightning, the data library)
+inside itself, so ``--help`` and ``presets`` answer without loading them; a new command is a
+function and a subparser in :func:`build_parser`.
 
 Example::
 
@@ -18,12 +19,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import yaml
-
-from srgan.config import ConfigError, load_config, preset_names
 
 
 def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
@@ -31,6 +29,10 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
     Values are parsed as YAML scalars/lists, so numbers, booleans and lists keep their types.
     """
+    import yaml
+
+    from srgan.config import ConfigError
+
     overrides: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -47,6 +49,7 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from srgan.config import load_config
     from srgan.data import datamodule_for
     from srgan.train import fit
 
@@ -62,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         progress_bar=sys.stderr.isatty(),
     )
-    text = json.dumps(result.__dict__, indent=2, default=str)
+    text = json.dumps(asdict(result), indent=2)
     print(text)
     # under torchrun every rank trains; rank 0 holds the result the caller reads back
     if args.result_json and os.environ.get("RANK", "0") == "0":
@@ -74,6 +77,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
+    from srgan.presets import preset_names
+
     for name in preset_names():
         print(name)
     return 0
@@ -154,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # a ConfigError is a ValueError
         print(f"s2-srgan: error: {err}", file=sys.stderr)
         return 2
 

@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +31,7 @@ from srgan.family_sections import (
 from srgan.losses.adversarial import AdversarialKind
 from srgan.losses.perceptual import PerceptualLayer
 from srgan.models import SRGANDiscriminatorConfig, SRResNetConfig
+from srgan.presets import preset_file, preset_names
 
 ValMetric = Literal["l1", "psnr", "ssim", "sam", "ergas"]
 
@@ -63,7 +63,7 @@ class DataConfig(_Strict):
     normalisation: NormalisationName = "normalise_10k"
     batch_size: int = Field(16, ge=1)
     val_batch_size: int | None = Field(None, ge=1)
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(0, ge=0)
     augment: bool = True
     seed: int = 0
 
@@ -229,14 +229,6 @@ class TrainingConfig(_Strict):
         return 2.0 if self.data.normalisation == "normalise_10k_signed" else 1.0
 
 
-def preset_names() -> list[str]:
-    """Names of the presets shipped in the package."""
-    folder = resources.files("srgan") / "presets"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
-
-
 def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} or path.exists():
@@ -244,8 +236,8 @@ def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"config file {path} does not exist")
         text = path.read_text()
     else:
-        preset = resources.files("srgan") / "presets" / f"{name_or_path}.yaml"
-        if not preset.is_file():
+        preset = preset_file(str(name_or_path))
+        if preset is None:
             raise ConfigError(
                 f"unknown preset {str(name_or_path)!r}; choose one of: {', '.join(preset_names())} "
                 "or give a path to a YAML file"

@@ -47,13 +47,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return chosen
 
 
-def device_label(device: torch.device) -> str:
-    """Human-readable device name for run reports (``NVIDIA H100 …`` or ``cpu (2 threads)``)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
 @dataclass(frozen=True)
 class InferenceModel:
     """A generator ready for inference, with what is needed to feed it correctly.

@@ -70,6 +70,15 @@ def bicubic_upsample(lr: Tensor, scale: int) -> Tensor:
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
+def batch_metrics(sr: Tensor, hr: Tensor, data_range: float) -> dict[str, Tensor]:
+    """``train_metrics/{l1,psnr}`` of one training batch (no clamping, no bicubic baseline)."""
+    mse = F.mse_loss(sr.float(), hr.float())
+    return {
+        "train_metrics/l1": F.l1_loss(sr.float(), hr.float()),
+        "train_metrics/psnr": 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12)),
+    }
+
+
 def _collection(scale: int, data_range: float, n_bands: int) -> MetricCollection:
     metrics: dict[str, Metric] = {
         "l1": MeanAbsoluteError(),

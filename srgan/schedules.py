@@ -54,6 +54,15 @@ def warmup_factor(iteration: int, warmup_iterations: int, kind: Ramp) -> float:
     return _shape((iteration + 1) / warmup_iterations, kind)
 
 
+def phase(iteration: int, config: TrainingConfig) -> tuple[bool, float]:
+    """Whether training batch ``iteration`` pretrains, and its adversarial weight (0 if so)."""
+    s = config.schedule
+    weight = adversarial_weight(
+        iteration, s.pretrain_iterations, s.ramp_iterations, config.losses.adv_weight, s.ramp
+    )
+    return is_pretraining(iteration, s.pretrain_iterations), weight
+
+
 def warmup_steps(iteration: int, config: TrainingConfig) -> tuple[bool, bool]:
     """Whether G's and D's warm-up schedulers step after training batch ``iteration``.
 

@@ -21,12 +21,12 @@ from torch import Tensor
 
 from datasets.cog_writer import CogWriter
 from datasets.degradation import UINT16_MAX
+from datasets.normalise import REFLECTANCE_SCALE
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene
 from srgan.tiled import Strip
 
 OutputDType = Literal["uint16", "float32"]
-REFLECTANCE_SCALE = 10000.0
 
 
 def output_nodata(input_nodata: float | None, dtype: OutputDType) -> float:

@@ -20,7 +20,6 @@ import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import torch
@@ -34,7 +33,9 @@ from datasets.output_location import check_output
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene, open_scene
 from datasets.scenes.bands import check_bands
-from srgan.inference import InferenceModel, device_label, load_inference_model
+from datasets.version import DISTRIBUTION, software_version
+from srgan.devices import device_name
+from srgan.inference import InferenceModel, load_inference_model
 from srgan.sr_pixels import OutputDType, StripSink, output_nodata
 from srgan.tiled import Predict, TiledSuperResolver
 
@@ -132,13 +133,6 @@ def _open(scene: str, model: InferenceModel, **options: Any) -> Scene:
         ) from err
 
 
-def _software() -> str:
-    try:
-        return f"s2-srgan {version('s2-srgan')}"
-    except PackageNotFoundError:
-        return "s2-srgan"
-
-
 def super_resolve_scene(
     scene: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str] | InferenceModel,
@@ -234,7 +228,7 @@ def super_resolve_scene(
                 "SR_WEIGHTS": model.weights,
                 "SR_SCALE": str(s),
                 "SR_UNITS": "reflectance x 10000" if dtype == "uint16" else "reflectance",
-                "SR_SOFTWARE": _software(),
+                "SR_SOFTWARE": f"{DISTRIBUTION} {software_version()}",
             },
         )
         look = Quicklook(width, height, s, model.bands) if quicklook is not None else None
@@ -279,7 +273,7 @@ def super_resolve_scene(
         lr_size=(width, height),
         sr_size=(width * s, height * s),
         crs=crs,
-        device=device_label(model.device),
+        device=device_name(model.device),
         tiles=t.tiles,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         megapixels_per_second=round(width * height * s * s / 1e6 / total, 3),

@@ -5,27 +5,26 @@ This is the one entry point the CLI and the Prefect training task share.
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import lightning
 import torch
-from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
 from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
+from srgan.devices import device_name
 from srgan.module import SRGANModule
+from srgan.run_log import RunCSVLogger
+from srgan.validation_recorder import ValidationRecorder
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,21 @@ class InitCheckpointError(ValueError):
 
 @dataclass
 class FitResult:
-    """What a training run produced (small: paths and numbers)."""
+    """What a training run produced: paths and numbers, all JSON-able (``asdict``).
+
+    Attributes:
+        run_dir: The run folder (local path or ``s3://`` URI).
+        iteration: Training iterations completed.
+        metrics: ``val_metrics/*`` of the final validation (EMA generator), with the bicubic
+            baseline's values and the gains over it.
+        last_checkpoint: ``last.ckpt``, if one was written; ``best_checkpoint`` likewise.
+        preview: The latest preview PNG, if any.
+        resumed_from: The checkpoint this fit continued from, if any.
+        seconds: Wall time of the fit.
+        device: What it trained on (e.g. ``cpu (2 threads)``); ``precision`` in which precision.
+        metric_history: ``{"iteration", "val_metrics/*"}`` of every validation of the run.
+        store_version: The patch-store version the run read (``data.version``).
+    """
 
     run_dir: str
     iteration: int
@@ -49,6 +62,19 @@ class FitResult:
     device: str
     precision: str
     metric_history: list[dict[str, float]] = field(default_factory=list)
+    store_version: str | None = None
+
+    @property
+    def checkpoint(self) -> str:
+        """The run's model: its best checkpoint, else its last.
+
+        Raises:
+            ValueError: the run wrote no checkpoint.
+        """
+        found = self.best_checkpoint or self.last_checkpoint
+        if found is None:
+            raise ValueError(f"the training run in {self.run_dir} wrote no checkpoint")
+        return found
 
 
 def default_precision(accelerator: str = "auto") -> str:
@@ -60,15 +86,6 @@ def default_precision(accelerator: str = "auto") -> str:
     """
     on_cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if on_cuda else "32-true"
-
-
-def device_name(device: torch.device) -> str:
-    """A human-readable name of the device a run trained on (its root device)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return device.type
 
 
 def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
@@ -151,27 +168,15 @@ def trainer_strategy(t: TrainerConfig) -> str | Strategy:
     return name
 
 
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, appending to an existing ``metrics.csv`` instead of deleting it."""
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, without its warning about a non-empty folder: a run
+    folder holds the checkpoints its fit resumes from, so that warning would come with every
+    resume and mean nothing."""
 
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = next(csv.reader(file), [])
-
-
-class RunCSVLogger(CSVLogger):
-    """``<run_dir>/logs/metrics.csv`` across attempts: a resumed run appends to the rows of the
-    attempts before it (the steps after the last checkpoint appear again, from the attempt
-    that redid them)."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if not isinstance(self._experiment, ExperimentWriter):
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+            super().setup(trainer, pl_module, stage)
 
 
 def build_trainer(
@@ -186,7 +191,7 @@ def build_trainer(
     ckpt_dir = f"{run_dir.rstrip('/')}/checkpoints"
     last = IterationCheckpoint(ckpt_dir, t.checkpoint_every_n_iterations)
     metric = config.validation.best_metric
-    best = ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=ckpt_dir,
         filename=BEST.removesuffix(".ckpt"),
         monitor=f"val_metrics/{metric}",
@@ -209,7 +214,7 @@ def build_trainer(
         limit_val_batches=config.validation.limit_batches,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_iterations,
-        logger=RunCSVLogger(run_dir, name="logs", version=""),
+        logger=RunCSVLogger(run_dir),
         callbacks=[last, best, *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
@@ -248,8 +253,8 @@ def fit(
     """
     lightning.seed_everything(config.trainer.seed, workers=True, verbose=False)
     module = SRGANModule(config)
-    module.preview_dir = f"{str(run_dir).rstrip('/')}/previews"
-    trainer, last = build_trainer(config, run_dir, callbacks, progress_bar)
+    recorder = ValidationRecorder(config.validation, f"{str(run_dir).rstrip('/')}/previews")
+    trainer, last = build_trainer(config, run_dir, [recorder, *callbacks], progress_bar)
     resume_from = find_resume_checkpoint(last.dirpath) if resume else None
     if resume_from is None and init_from:
         warm_start(module, init_from)
@@ -272,15 +277,11 @@ def fit(
         metrics=metrics,
         last_checkpoint=last.last_path if last.last_saved_iteration is not None else None,
         best_checkpoint=best_path or None,
-        preview=module.last_preview_path,
-        metric_history=[dict(row) for row in module.val_history],
+        preview=recorder.last_preview,
+        metric_history=[dict(row) for row in recorder.history],
         resumed_from=resume_from,
         seconds=seconds,
         device=device_name(trainer.strategy.root_device),
         precision=str(trainer.precision),
+        store_version=config.data.version,
     )
-
-
-def describe(result: FitResult) -> dict[str, Any]:
-    """A JSON-friendly view of a :class:`FitResult`."""
-    return dict(result.__dict__)

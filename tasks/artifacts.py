@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import fsspec
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from srgan import software_version
-from srgan.config import METRIC_HIGHER_IS_BETTER
+from datasets.version import software_version
+from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
+from srgan.train import FitResult
 
 METRICS = ("l1", "psnr", "ssim", "sam", "ergas")
 
@@ -83,40 +85,58 @@ def curve_markdown(history: list[dict[str, float]], best_metric: str = "l1") -> 
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TrainingArtifacts:
+    """Keys of the Prefect artifacts of a training run."""
+
+    best: str
+    last: str
+    metrics: str
+    report: str
+    preview: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TrainingArtifacts:
+        """``<prefix>-best-checkpoint``, ``<prefix>-last-checkpoint``, ``<prefix>-validation-
+        metrics``, ``<prefix>-training-report``, ``<prefix>-preview``."""
+        return cls(
+            best=f"{prefix}-best-checkpoint",
+            last=f"{prefix}-last-checkpoint",
+            metrics=f"{prefix}-validation-metrics",
+            report=f"{prefix}-training-report",
+            preview=f"{prefix}-preview",
+        )
+
+
 @task(name="register-training-artifacts")
 def register_training_artifacts(
-    result: dict[str, Any], config: dict[str, Any], key_prefix: str = "srgan"
-) -> dict[str, str]:
-    """Create the run's artifacts; returns their keys."""
-    keys = {
-        "best": f"{key_prefix}-best-checkpoint",
-        "last": f"{key_prefix}-last-checkpoint",
-        "metrics": f"{key_prefix}-validation-metrics",
-        "report": f"{key_prefix}-training-report",
-        "preview": f"{key_prefix}-preview",
-    }
-    for which in ("best", "last"):
-        path = result.get(f"{which}_checkpoint")
+    result: FitResult, config: TrainingConfig, key_prefix: str = "srgan"
+) -> TrainingArtifacts:
+    """Create the run's artifacts: checkpoint links, metrics table, report, preview."""
+    keys = TrainingArtifacts.with_prefix(key_prefix)
+    for key, path, which in (
+        (keys.best, result.best_checkpoint, "best"),
+        (keys.last, result.last_checkpoint, "last"),
+    ):
         if path:
             create_link_artifact(
-                key=keys[which], link=_link(path), link_text=path, description=f"{which} checkpoint"
+                key=key, link=_link(path), link_text=path, description=f"{which} checkpoint"
             )
-    rows = metrics_rows(result["metrics"])
+    rows = metrics_rows(result.metrics)
     create_table_artifact(
-        key=keys["metrics"], table=rows, description="validation metrics (EMA generator) vs bicubic"
+        key=keys.metrics, table=rows, description="validation metrics (EMA generator) vs bicubic"
     )
     table = "\n".join(
         f"| {r['metric']} | {r['srgan']} | {r['bicubic']} | {r['gain']:+} |" for r in rows
     )
-    best_metric = config.get("validation", {}).get("best_metric", "l1")
-    curve = curve_markdown(result.get("metric_history") or [], best_metric)
+    curve = curve_markdown(result.metric_history, config.validation.best_metric)
     report = f"""# SRGAN training report
 
-- run directory: `{result["run_dir"]}`
-- patch store: `{config["data"]["store"]}` (version `{result.get("store_version")}`)
-- iterations: {result["iteration"]} (resumed from `{result.get("resumed_from")}`)
-- wall time: {result["seconds"]:.1f} s on {result["device"]}, precision {result["precision"]}
-- best checkpoint: `{result.get("best_checkpoint")}`
+- run directory: `{result.run_dir}`
+- patch store: `{config.data.store}` (version `{result.store_version}`)
+- iterations: {result.iteration} (resumed from `{result.resumed_from}`)
+- wall time: {result.seconds:.1f} s on {result.device}, precision {result.precision}
+- best checkpoint: `{result.best_checkpoint}`
 - software: s2-srgan {software_version()}
 
 ## Validation (EMA generator) against bicubic
@@ -132,13 +152,13 @@ def register_training_artifacts(
 ## Configuration
 
 ```json
-{json.dumps(config, indent=2)}
+{json.dumps(config.model_dump(mode="json"), indent=2)}
 ```
 """
-    create_markdown_artifact(key=keys["report"], markdown=report, description="training report")
+    create_markdown_artifact(key=keys.report, markdown=report, description="training report")
     create_markdown_artifact(
-        key=keys["preview"],
-        markdown=_preview_markdown(result.get("preview")),
+        key=keys.preview,
+        markdown=_preview_markdown(result.preview),
         description="LR | bicubic | SR | HR",
     )
     return keys

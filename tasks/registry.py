@@ -1,51 +1,128 @@
-"""Champion registry: ``<storage>/registry/champion.json`` and an ``srgan-champion`` artifact."""
+"""The champion registry: ``<storage>/registry/champion.json``, its record, reader and writer.
+
+The champion is the checkpoint ``super-resolve`` uses for ``checkpoint="champion"`` and the one
+``retrain-srgan`` warm-starts from and must beat. Its record is written by ``promote-champion``
+(also as the ``srgan-champion`` artifact); a hand-written ``{"checkpoint": "<uri>"}`` is a valid
+record too. A relative checkpoint path in the file is relative to the storage root.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import fsspec
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.storage import join, storage_root
 
+#: The ``checkpoint`` value that stands for the registered champion.
+CHAMPION = "champion"
+
+
+class ChampionError(LookupError):
+    """The champion was asked for, but ``champion.json`` is absent or unusable."""
+
+
+class ChampionRecord(BaseModel):
+    """What ``champion.json`` holds.
+
+    Attributes:
+        checkpoint: The champion's checkpoint: a path, an ``s3://`` URI, or a path relative to
+            the storage root.
+        run_key: The training run that produced it.
+        metric: The validation metric it won on, and ``score`` its value there.
+        metrics: All its validation metrics (``val_metrics/*``) at promotion.
+        store: The patch store it was evaluated on, at ``store_version``.
+        promoted_at: UTC time of the promotion (ISO 8601).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    checkpoint: str = Field(min_length=1)
+    run_key: str | None = None
+    metric: str | None = None
+    score: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    store: str | None = None
+    store_version: str | None = None
+    promoted_at: str | None = None
+
 
 def champion_path(storage: str | None) -> str:
-    """Where the champion record lives."""
+    """``<storage>/registry/champion.json``."""
     return join(storage_root(storage), "registry", "champion.json")
 
 
-def read_champion(storage: str | None) -> dict[str, Any] | None:
-    """The current champion record, or None before the first promotion."""
+def read_champion(storage: str | None) -> ChampionRecord | None:
+    """The current champion (its checkpoint resolved against the storage root), or ``None``
+    before the first promotion.
+
+    Raises:
+        ChampionError: ``champion.json`` is not valid JSON or names no checkpoint.
+    """
     path = champion_path(storage)
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    if not fs.exists(fs_path):
+    try:
+        with fsspec.open(path, "r") as f:
+            text = f.read()
+    except FileNotFoundError:
         return None
-    with fs.open(fs_path, "r") as f:
-        record: dict[str, Any] = json.load(f)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ChampionError(f"{path} is not valid JSON ({err}); fix or remove it") from None
+    try:
+        record = ChampionRecord.model_validate(data)
+    except ValidationError:
+        raise ChampionError(
+            f'{path} names no checkpoint; expected {{"checkpoint": "<uri>", ...}}'
+        ) from None
+    uri = record.checkpoint
+    if "://" not in uri and not uri.startswith("/"):
+        record = record.model_copy(update={"checkpoint": join(storage_root(storage), uri)})
     return record
 
 
+@task(name="resolve-checkpoint")
+def resolve_checkpoint(checkpoint: str, storage: str | None = None) -> str:
+    """The checkpoint URI to use: ``checkpoint`` itself, or the champion's for ``"champion"``.
+
+    Raises:
+        ChampionError: ``"champion"`` asked for and no usable champion is registered.
+    """
+    if checkpoint != CHAMPION:
+        return checkpoint
+    champion = read_champion(storage)
+    if champion is None:
+        raise ChampionError(
+            f"no champion registered ({champion_path(storage)} does not exist); train one with "
+            "the train-srgan or retrain-srgan flow, or pass checkpoint=<path or s3:// URI of a "
+            ".ckpt>"
+        )
+    return champion.checkpoint
+
+
 @task(name="promote-champion")
-def promote_champion(storage: str | None, record: dict[str, Any]) -> dict[str, Any]:
-    """Make ``record`` (checkpoint, metrics, run key, ...) the champion (atomic on local roots)."""
-    record = {**record, "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+def promote_champion(storage: str | None, record: ChampionRecord) -> ChampionRecord:
+    """Make ``record`` the champion, stamped with the time (atomic on local roots)."""
+    record = record.model_copy(
+        update={"promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    )
     path = champion_path(storage)
     fs, fs_path = fsspec.core.url_to_fs(path)
     fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
     tmp = fs_path + ".tmp"
     with fs.open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
+        f.write(json.dumps(record.model_dump(mode="json"), indent=2))
     fs.mv(tmp, fs_path)
     create_markdown_artifact(
         key="srgan-champion",
         markdown=(
-            f"# SRGAN champion\n\n- checkpoint: `{record['checkpoint']}`\n"
-            f"- run: `{record.get('run_key')}`\n- promoted: {record['promoted_at']}\n"
-            f"- {record.get('metric')}: {record.get('score')}\n"
+            f"# SRGAN champion\n\n- checkpoint: `{record.checkpoint}`\n"
+            f"- run: `{record.run_key}`\n- promoted: {record.promoted_at}\n"
+            f"- {record.metric}: {record.score}\n"
         ),
         description="the checkpoint super-resolve uses for checkpoint='champion'",
     )

@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import fsspec
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
 from srgan.super_resolve_scene import super_resolve_scene
 from tasks.storage import join, storage_root
-
-CHAMPION = "champion"
-
-
-class ChampionError(LookupError):
-    """``checkpoint="champion"`` was asked for, but no usable champion is registered."""
-
-
-def champion_file(storage: str | None = None) -> str:
-    """``<storage>/registry/champion.json``: ``{"checkpoint": "<uri>", …}`` of the champion."""
-    return join(storage_root(storage), "registry", "champion.json")
-
-
-@task(name="resolve-checkpoint")
-def resolve_checkpoint(checkpoint: str, storage: str | None = None) -> str:
-    """The checkpoint URI to use: ``checkpoint`` itself, or the champion's for ``"champion"``.
-
-    A relative path in ``champion.json`` is taken relative to the storage root.
-
-    Raises:
-        ChampionError: ``"champion"`` asked for and ``champion.json`` is absent or names no
-            checkpoint.
-    """
-    if checkpoint != CHAMPION:
-        return checkpoint
-    where = champion_file(storage)
-    try:
-        with fsspec.open(where, "r") as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        raise ChampionError(
-            f"no champion registered ({where} does not exist); train one with the train-srgan "
-            "or retrain-srgan flow, or pass checkpoint=<path or s3:// URI of a .ckpt>"
-        ) from None
-    except json.JSONDecodeError as err:
-        raise ChampionError(f"{where} is not valid JSON ({err}); fix or remove it") from None
-    uri = record.get("checkpoint") if isinstance(record, dict) else None
-    if not isinstance(uri, str) or not uri:
-        raise ChampionError(f'{where} names no checkpoint; expected {{"checkpoint": "<uri>"}}')
-    return uri if "://" in uri or uri.startswith("/") else join(storage_root(storage), uri)
 
 
 def default_output(scene: str, storage: str | None = None) -> str:

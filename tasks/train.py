@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from srgan.checkpointing import CheckpointError
 from srgan.config import ConfigError, TrainingConfig, load_config
 from srgan.data import datamodule_for
 from srgan.module import NonFiniteLossError
-from srgan.train import InitCheckpointError, devices_per_node, fit
+from srgan.train import FitResult, InitCheckpointError, devices_per_node, fit
 from tasks.credentials import CredentialsBlockError
 from tasks.progress import PROGRESS_KEY, PrefectProgress
 
@@ -122,7 +121,7 @@ def local_processes(config: TrainingConfig) -> tuple[TrainingConfig, int]:
 
 def fit_with_torchrun(
     config: TrainingConfig, run_dir: str, init_from: str | None, processes: int
-) -> dict[str, Any]:
+) -> FitResult:
     """Train with ``processes`` DDP ranks started by torchrun on this node; rank 0's result.
 
     The ranks run ``srgan.cli train`` with the exact config (store version pinned); their output
@@ -170,11 +169,11 @@ def fit_with_torchrun(
                 f"DDP training on {processes} devices failed (torchrun exit status "
                 f"{ranks.returncode}); the ranks' messages are in the run logs above"
             )
-        result: dict[str, Any] = json.loads(result_path.read_text())
+        result = FitResult(**json.loads(result_path.read_text()))
     create_progress_artifact(
         progress=100.0,
         key=PROGRESS_KEY,
-        description=f"SRGAN training on {processes} devices: iteration {result['iteration']}",
+        description=f"SRGAN training on {processes} devices: iteration {result.iteration}",
     )
     return result
 
@@ -215,7 +214,7 @@ def fit_srgan(
     run_dir: str,
     init_from: str | None = None,
     callbacks: tuple[Any, ...] = (),
-) -> dict[str, Any]:
+) -> FitResult:
     """Fit (or resume) the SRGAN into ``run_dir``; returns paths and metrics, never tensors.
 
     Retries belong to the flow: its retry resumes from the run's own ``last.ckpt``.
@@ -230,19 +229,15 @@ def fit_srgan(
         if processes > 1:
             if callbacks:
                 raise ValueError("callbacks cannot reach the torchrun ranks of a multi-device fit")
-            out = fit_with_torchrun(config, run_dir, init_from, processes)
-        else:
-            result = fit(
-                config,
-                datamodule,
-                run_dir,
-                resume=True,
-                init_from=init_from,
-                callbacks=[progress_for(config), *callbacks],
-            )
-            out = asdict(result)
+            return fit_with_torchrun(config, run_dir, init_from, processes)
+        return fit(
+            config,
+            datamodule,
+            run_dir,
+            resume=True,
+            init_from=init_from,
+            callbacks=[progress_for(config), *callbacks],
+        )
     finally:
         for name, handler in zip(LIBRARY_LOGGERS, handlers, strict=True):
             logging.getLogger(name).removeHandler(handler)
-    out["store_version"] = datamodule.store_version
-    return out

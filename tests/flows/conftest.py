@@ -203,14 +203,15 @@ def check_s3_training_run(read_artifacts: ArtifactReader, read_logs: LogReader) 
 
     def check(state: Any, fs: Any, bucket: str, storage: str, secret: str) -> dict[str, Any]:
         import json
+        from dataclasses import asdict
 
         from prefect.client.orchestration import get_client
 
         assert state.is_completed(), state
         result = state.result()
-        run_dir = f"{storage}/runs/{result['run_key']}"
-        assert result["last_checkpoint"] == f"{run_dir}/checkpoints/last.ckpt"
-        checkpoints = fs.find(f"{bucket}/root/runs/{result['run_key']}/checkpoints")
+        run_dir = f"{storage}/runs/{result.run_key}"
+        assert result.fit.last_checkpoint == f"{run_dir}/checkpoints/last.ckpt"
+        checkpoints = fs.find(f"{bucket}/root/runs/{result.run_key}/checkpoints")
         assert {p.rsplit("/", 1)[-1] for p in checkpoints} >= {"last.ckpt", "best.ckpt"}
 
         flow_run_id = state.state_details.flow_run_id
@@ -226,7 +227,7 @@ def check_s3_training_run(read_artifacts: ArtifactReader, read_logs: LogReader) 
             "logs": logs,
             "artifacts": "\n".join(f"{a.description}\n{a.data}" for a in artifacts.values()),
             "parameters": parameters,
-            "result": json.dumps(result),
+            "result": json.dumps(asdict(result)),
             "state message": str(state.message),
         }
         for where, text in traces.items():

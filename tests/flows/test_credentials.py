@@ -62,5 +62,5 @@ def test_s3_storage_with_env_credentials_leaks_no_secret(
 
     run = check_s3_training_run(state, fs, BUCKET, storage, secret)
     # the preview is written into the run's S3 folder and embedded in its artifact
-    assert fs.isfile(f"{BUCKET}/root/runs/{run['result']['run_key']}/previews/latest.png")
+    assert fs.isfile(f"{BUCKET}/root/runs/{run['result'].run_key}/previews/latest.png")
     assert "data:image/png;base64," in run["artifacts"]["srgan-preview"].data

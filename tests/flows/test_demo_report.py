@@ -11,6 +11,8 @@ import pytest
 from prefect import flow
 from prefect_harness import PROJECT_ROOT
 
+from srgan.config import load_config
+from srgan.train import FitResult
 from tasks.artifacts import register_training_artifacts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -33,18 +35,19 @@ def fake_training(best: str, psnr: float) -> None:
         "val_metrics/bicubic_psnr": 20.0,
         "val_metrics/psnr_gain": psnr - 20.0,
     }
-    result = {
-        "run_dir": str(Path(best).parents[1]),
-        "iteration": 10,
-        "metrics": metrics,
-        "best_checkpoint": best,
-        "last_checkpoint": None,
-        "preview": None,
-        "seconds": 1.0,
-        "device": "cpu",
-        "precision": "32-true",
-    }
-    register_training_artifacts(result, {"data": {"store": "store.zarr"}})
+    result = FitResult(
+        run_dir=str(Path(best).parents[1]),
+        iteration=10,
+        metrics=metrics,
+        best_checkpoint=best,
+        last_checkpoint=None,
+        preview=None,
+        resumed_from=None,
+        seconds=1.0,
+        device="cpu",
+        precision="32-true",
+    )
+    register_training_artifacts(result, load_config("cpu-tiny", {"data": {"store": "store.zarr"}}))
 
 
 def test_report_reads_the_demo_run_not_the_newest_one(

@@ -18,7 +18,7 @@ from flows.retrain import retrain_srgan
 from srgan.config import load_config
 from srgan.data import datamodule_for
 from srgan.train import fit
-from tasks.super_resolve import resolve_checkpoint
+from tasks.registry import resolve_checkpoint
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -73,22 +73,22 @@ def test_better_challenger_is_promoted(
 
     assert state.is_completed(), state
     result = state.result()
-    assert result["decision"] == "promoted"
-    scores = result["scores"]
+    assert result.decision.outcome == "promoted"
+    scores = result.scores
     assert scores["challenger"]["val_metrics/psnr"] > scores["champion"]["val_metrics/psnr"] + 5
     flow_run_id = state.state_details.flow_run_id
     promoted = json.loads(record.read_text())
-    assert promoted["checkpoint"] == result["challenger"]
+    assert promoted["checkpoint"] == result.challenger
     assert promoted["checkpoint"].startswith(str(storage / "runs" / f"retrain-{flow_run_id}"))
     assert promoted["score"] == scores["challenger"]["val_metrics/psnr"]
     # what super-resolve's checkpoint="champion" resolves to now
-    assert resolve_checkpoint.fn("champion") == result["challenger"]
-    assert Path(result["challenger"]).is_file()
+    assert resolve_checkpoint.fn("champion") == result.challenger
+    assert Path(result.challenger).is_file()
 
     artifacts = read_artifacts(flow_run_id)
     assert artifacts["retrain-decision"].data.startswith("# Retrain decision: promoted")
-    assert f"challenger: `{result['challenger']}`" in artifacts["retrain-decision"].data
-    assert result["challenger"] in artifacts["srgan-champion"].data
+    assert f"challenger: `{result.challenger}`" in artifacts["retrain-decision"].data
+    assert result.challenger in artifacts["srgan-champion"].data
     rows = json.loads(artifacts["retrain-evaluation"].data)
     assert {r["model"] for r in rows} == {"challenger", "champion"}
 
@@ -113,8 +113,8 @@ def test_worse_challenger_keeps_the_champion(
 
     assert state.is_completed(), state
     result = state.result()
-    assert result["decision"] == "kept champion"
-    scores = result["scores"]
+    assert result.decision.outcome == "kept champion"
+    scores = result.scores
     assert scores["challenger"]["val_metrics/psnr"] < scores["champion"]["val_metrics/psnr"] - 5
     assert record.read_text() == before
     assert resolve_checkpoint.fn("champion") == champions["good"]

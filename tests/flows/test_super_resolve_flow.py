@@ -9,7 +9,7 @@ from rasterio.windows import Window
 from scene_crops import write_crop
 
 from flows.super_resolve import super_resolve
-from tasks.super_resolve import ChampionError, resolve_checkpoint
+from tasks.registry import ChampionError, resolve_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -137,6 +137,8 @@ def test_bands_or_scale_other_than_the_checkpoints_are_refused(
     _assert_nothing_left(tmp_path, out)
 
 
+# the test writes a raster without georeferencing on purpose; rasterio warns about it
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_scene_without_crs_is_refused(crop, checkpoint, tmp_path):
     with rasterio.open(crop / "B02.tif") as src:
         data = src.read()

@@ -1,0 +1,42 @@
+"""``s2-srgan --help`` and ``s2-srgan presets`` answer without loading the heavy libraries.
+
+Their speed (``docs/benchmarks.md``) comes from the imports each command leaves out; this test
+guards those imports, not a time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "lightning", "pydantic", "rasterio", "zarr", "prefect")
+
+PROBE = """
+import contextlib, io, json, sys
+heavy = json.loads(sys.argv.pop())
+from srgan.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+print(json.dumps({"out": out.getvalue(), "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"), [(["--help"], "usage: s2-srgan"), (["presets"], "cpu-tiny")]
+)
+def test_command_loads_no_heavy_library(argv: list[str], expected: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv, json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert expected in report["out"]
+    assert report["loaded"] == []
