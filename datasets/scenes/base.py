@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -15,7 +16,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from datasets.errors import HarmonisationError, SceneFetchError, SceneReadError
+from datasets.errors import HarmonisationError, MaskError, SceneFetchError, SceneReadError
 from datasets.harmonise import Harmonisation
 from datasets.scenes.grid import Grid, resampling_method, target_grid
 from datasets.scenes.storage import SceneStore, fetch_failed, gdal_message, looks_unavailable
@@ -77,6 +78,7 @@ class Scene:
         resampling: str | None = None,
         harmonisation: Harmonisation | None = None,
         masks: Mapping[str, str] | None = None,
+        grid_claims: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> None:
         self.uri = uri
         self.scene_id = scene_id
@@ -84,9 +86,11 @@ class Scene:
         self.bands = tuple(source.band for source in self.sources)
         self.harmonisation = harmonisation or Harmonisation("undated", "stored as read")
         self.masks = dict(masks or {})
+        self._claims = dict(grid_claims or {})
         self._store = store
         self._datasets: dict[str, DatasetReader] = {}
         self._readers: list[DatasetReader | WarpedVRT] = []
+        self._readers_extra: list[WarpedVRT] = []
         try:
             self._open(resolution, resampling)
         except BaseException:
@@ -119,6 +123,7 @@ class Scene:
                     "to uint16 ×10000 first."
                 )
             grids[source.band] = Grid.of(dataset)
+            self._check_claim(source, grids[source.band])
             dtypes[source.band] = dtype
             nodatas[source.band] = dataset.nodatavals[source.index - 1]
         if len(set(dtypes.values())) > 1:
@@ -169,6 +174,56 @@ class Scene:
         self.harmonised = not self.harmonisation.is_identity(self.bands)
         self.dtype: np.dtype = np.dtype(np.uint16) if self.harmonised else raw_dtype
         self.nodata: float | None = 0.0 if self.harmonised else self._raw_nodata
+
+    def aligned(self, uri: str, what: str) -> WarpedVRT:
+        """Another raster of the product (a cloud mask) on this scene's grid, nearest-resampled,
+        read window by window like the bands; the caller closes it.
+
+        Args:
+            uri: The raster, in the scene's store (``Scene.masks`` values).
+            what: How to name it in messages (e.g. ``"SCL"``).
+
+        Raises:
+            MaskError: It has no CRS, or does not cover the scene's extent.
+        """
+        dataset = self._dataset(uri)
+        if dataset.crs is None:
+            raise MaskError(f"{what} {uri} has no CRS, so it cannot be put on the scene's grid.")
+        with self._store.env():
+            vrt = WarpedVRT(
+                dataset,
+                crs=self.crs,
+                transform=self.transform,
+                width=self.width,
+                height=self.height,
+                resampling=resampling_method("nearest"),
+            )
+        mine = Grid(self.crs, self.transform, self.width, self.height)
+        theirs = Grid.of(dataset)
+        if not theirs.covers(mine):
+            vrt.close()
+            raise MaskError(
+                f"{what} {uri} does not cover scene {self.scene_id} ({theirs.describe()} against "
+                f"the scene's {mine.describe()}); use the product's own {what}, or tile with "
+                "masks={'source': 'none'} to ignore the mask."
+            )
+        self._readers_extra.append(vrt)
+        return vrt
+
+    def _check_claim(self, source: BandSource, grid: Grid) -> None:
+        """Refuse a band whose file lies on another grid than its description claims."""
+        if source.band not in self._claims:
+            return
+        shape, coefficients = self._claims[source.band]
+        claimed = Affine(*[float(c) for c in list(coefficients)[:6]])
+        if tuple(shape) != (grid.height, grid.width) or not claimed.almost_equals(grid.transform):
+            raise SceneReadError(
+                f"{source.uri} ({source.band}) lies on a {grid.width}×{grid.height} grid with "
+                f"transform {tuple(grid.transform)[:6]}, but {self.uri} claims "
+                f"{list(shape)[::-1]} px with {tuple(claimed)[:6]}; the Item's proj:shape / "
+                "proj:transform do not describe its assets: fix the Item or report it to its "
+                "catalogue."
+            )
 
     def _dataset(self, uri: str) -> DatasetReader:
         if uri not in self._datasets:
@@ -282,9 +337,10 @@ class Scene:
 
     def close(self) -> None:
         """Close the scene's files; further reads raise :class:`SceneReadError`."""
-        for reader in self._readers:
+        for reader in [*self._readers, *self._readers_extra]:
             if isinstance(reader, WarpedVRT):
                 reader.close()
+        self._readers_extra = []
         for dataset in self._datasets.values():
             dataset.close()
         self._readers = []

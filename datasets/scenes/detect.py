@@ -24,6 +24,7 @@ from datasets.scenes.layout import Layout
 from datasets.scenes.multiband import described_bands, multiband_sources
 from datasets.scenes.product_metadata import METADATA_NAMES, parse_product_metadata
 from datasets.scenes.safe import is_safe, product_metadata, safe_layout
+from datasets.scenes.stac import Signer, is_stac_uri, resolve_signer, stac_layout
 from datasets.scenes.storage import Entry, SceneStore
 from datasets.scenes.zipped import ZipSceneStore, is_zip
 
@@ -72,6 +73,7 @@ def open_scene(
     resampling: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     harmonisation: HarmonisationParam | None = None,
+    sign: str | Signer | None = None,
 ) -> Scene:
     """Open the given bands of a Sentinel-2 scene on one grid, harmonised.
 
@@ -88,6 +90,8 @@ def open_scene(
             ``secret``, ``token``, ``anon``).
         harmonisation: The radiometry of scenes that carry no product metadata (see
             :mod:`datasets.harmonise`); product metadata and STAC Items take precedence.
+        sign: For STAC Items, a function (or a name of
+            :data:`~datasets.scenes.stac.SIGNERS`) that signs asset URLs before use.
 
     Returns:
         An open :class:`Scene`; close it (or use ``with``) when done. Its ``scene_id`` is the
@@ -112,8 +116,32 @@ def open_scene(
         resampling_method(resampling)
     if resolution is not None and not resolution > 0:
         raise ValueError(f"resolution must be a positive pixel size in metres, not {resolution}.")
+    signer = resolve_signer(sign)
     store = SceneStore.for_uri(uri, storage_options)
-    where = store.normalize(uri)
+    text = os.fspath(uri)
+    where = text if text.startswith(("http://", "https://")) else store.normalize(text)
+    if is_stac_uri(where):
+        store, layout = stac_layout(where, wanted, storage_options, signer)
+    else:
+        store, layout = _file_layout(store, where, wanted, resolution)
+    scene_id = _UNSAFE_ID_CHARS.sub("_", layout.scene_id).strip("._") or "scene"
+    return Scene(
+        where,
+        scene_id,
+        layout.sources,
+        store,
+        resolution=resolution,
+        resampling=resampling,
+        harmonisation=decide(layout.hints, harmonisation, where, wanted),
+        masks=layout.masks,
+        grid_claims=layout.grid_claims,
+    )
+
+
+def _file_layout(
+    store: SceneStore, where: str, wanted: Sequence[str], resolution: float | None
+) -> tuple[SceneStore, Layout]:
+    """The layout of a product, zip, band folder or multi-band raster at ``where``."""
     kind = store.kind(where)
     if kind is None:
         raise _missing(where)
@@ -137,17 +165,7 @@ def open_scene(
             layout = band_folder_layout(
                 entries, wanted, where, resolution, _folder_scene_id(where), hints
             )
-    scene_id = _UNSAFE_ID_CHARS.sub("_", layout.scene_id).strip("._") or "scene"
-    return Scene(
-        where,
-        scene_id,
-        layout.sources,
-        store,
-        resolution=resolution,
-        resampling=resampling,
-        harmonisation=decide(layout.hints, harmonisation, where, wanted),
-        masks=layout.masks,
-    )
+    return store, layout
 
 
 def _zipped_layout(

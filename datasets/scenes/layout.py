@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from datasets.harmonise import RadiometryHints
 from datasets.scenes.base import BandSource
@@ -23,9 +24,12 @@ class Layout:
         sources: Where each requested band is read, in request order.
         hints: Product metadata, STAC Item radiometry and names, for the harmonisation rule.
         masks: Mask kind (see :data:`MASK_KINDS`) → URI of the mask raster, where present.
+        grid_claims: Band → ``(shape, transform)`` its description claims (a STAC Item's
+            ``proj:shape``/``proj:transform``), checked against the file when it is opened.
     """
 
     scene_id: str
     sources: Sequence[BandSource]
     hints: RadiometryHints
     masks: Mapping[str, str] = field(default_factory=dict)
+    grid_claims: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)

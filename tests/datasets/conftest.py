@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from data.s2_products.metadata import product_metadata_xml
 from rasterio.windows import Window
 from scene_crops import write_crop
-from data.s2_products.metadata import product_metadata_xml
 from scene_layouts import DATE, L1C, L2A, SCALE, P, link, read_band, write_raster
 
 from datasets.scenes import DEFAULT_BANDS, NATIVE_RESOLUTION, S2_BANDS, open_scene
