@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,6 +37,8 @@ class StacSearch(BaseModel):
         datetime: An instant or interval (``2023-06-01/2023-06-30``).
         max_cloud_cover: Keep Items whose ``eo:cloud_cover`` is at most this (percent).
         limit: At most this many Items.
+        sign: How to sign the Items' asset URLs before reading them
+            (``"planetary-computer"``), if the catalogue needs it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,6 +50,7 @@ class StacSearch(BaseModel):
     datetime: str | None = None
     max_cloud_cover: float | None = Field(default=None, ge=0, le=100)
     limit: int = Field(default=20, ge=1, le=10000)
+    sign: Literal["planetary-computer"] | None = None
 
     @model_validator(mode="after")
     def _one_area(self) -> StacSearch:

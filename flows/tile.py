@@ -25,6 +25,7 @@ from datasets.degradation import Degradation
 from datasets.harmonise import HarmonisationParam
 from datasets.scenes import DEFAULT_BANDS
 from datasets.split_policy import SplitPolicy
+from datasets.stac_search import StacSearch
 from datasets.tiling import TileResult
 from datasets.tiling_params import MaskPolicy, ResamplingName, TilingParams
 from datasets.tiling_summary import TilingSummary
@@ -34,6 +35,7 @@ from tasks.tile import (
     TileFailure,
     TilingProgress,
     find_scene_uris,
+    search_stac_scenes,
     store_backend,
     summarise_tiling,
     tile_one_scene,
@@ -101,6 +103,7 @@ def _tile_scenes(
 def tile_sentinel2(
     scenes: list[str] | None = None,
     scan: str | None = None,
+    stac: StacSearch | None = None,
     store: str | None = None,
     storage: str | None = None,
     bands: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_BANDS),  # noqa: B006
@@ -123,6 +126,8 @@ def tile_sentinel2(
     Args:
         scenes: scene URIs (band folders, .SAFE products, multi-band GeoTIFFs; local or s3://).
         scan: a folder or s3:// prefix to search for scenes (added to ``scenes``).
+        stac: a STAC API search whose Items are added to ``scenes``: ``{"url", "collection",
+            "bbox" or "intersects", "datetime", "max_cloud_cover", "limit", "sign"}``.
         store: patch store URI (default ``<storage>/patches/sentinel2.zarr``).
         storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``).
         bands: band names, in store order.
@@ -172,14 +177,18 @@ def tile_sentinel2(
         masks=masks,
         resampling=resampling,
         harmonisation=harmonisation,
+        sign=stac.sign if stac is not None else None,
     )
     with s3_credentials(credentials_block):
         uris = list(dict.fromkeys(scenes or []))
         if scan:
             uris += [u for u in find_scene_uris(scan) if u not in uris]
+        if stac is not None:
+            uris += [u for u in search_stac_scenes(stac) if u not in uris]
         if not uris:
             raise ValueError(
-                "no scenes to tile: pass `scenes` or a `scan` folder/prefix that holds scenes"
+                "no scenes to tile: pass `scenes`, a `scan` folder/prefix that holds scenes, or "
+                "a `stac` search that finds Items"
             )
         target = store or default_store(storage)
         if credentials_block and dask_address:

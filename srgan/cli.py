@@ -1,4 +1,4 @@
-"""``s2-srgan``: local work without Prefect (train, super-resolve, presets).
+"""``s2-srgan``: local work without Prefect (tile, train, super-resolve, presets).
 
 This is the application entry point. It joins the model library to
 the data library (``datasets``); it imports that library only inside the commands that need it.
@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from srgan.cli_tile import add_parser as add_tile_parser
 from srgan.config import ConfigError, load_config, preset_names
 
 
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--result-json", default=None, help="also write the result (rank 0's) to this file"
     )
     train.set_defaults(func=_train)
+
+    add_tile_parser(sub, parse_set)
 
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)

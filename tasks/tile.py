@@ -21,6 +21,7 @@ from prefect.logging import get_run_logger
 
 from datasets.errors import is_transient
 from datasets.scenes import find_scenes
+from datasets.stac_search import StacSearch, search_scenes
 from datasets.store_backends import Backend, detect_backend
 from datasets.tiling import TileResult, tile_scene
 from datasets.tiling_params import TilingParams
@@ -114,6 +115,19 @@ def find_scene_uris(scan: str) -> list[str]:
     """Scenes under a local folder or ``s3://`` prefix (band folders, .SAFE, multi-band TIFFs)."""
     found = find_scenes(scan)
     get_run_logger().info("found %d scene(s) under %s", len(found), scan)
+    return found
+
+
+@task(
+    name="search-stac",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=lambda task, run, state: _retryable(state),
+)
+def search_stac_scenes(search: StacSearch) -> list[str]:
+    """Item URLs of a STAC API search (least cloudy first)."""
+    found = search_scenes(search)
+    get_run_logger().info("found %d Item(s) in %s (%s)", len(found), search.url, search.collection)
     return found
 
 

