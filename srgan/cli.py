@@ -48,13 +48,18 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from datasets.errors import S2SRDataError
     from srgan.data import datamodule_for
     from srgan.train import fit
 
     overrides = parse_set(args.set)
     overrides.setdefault("data", {})["store"] = args.data
     cfg = load_config(args.config, overrides)
-    datamodule = datamodule_for(cfg.data)
+    try:
+        datamodule = datamodule_for(cfg.data)
+    except S2SRDataError as err:
+        print(f"s2-srgan: error: {err}", file=sys.stderr)
+        return 2
     result = fit(
         cfg,
         datamodule,
