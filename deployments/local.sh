@@ -265,7 +265,7 @@ cmd_server_start() {
     *)
       [[ -n "${PREFECT_SERVER_API_AUTH_STRING:-}" ]] ||
         die "S2SR_PREFECT_HOST=$HOST exposes the server beyond this machine;" \
-          "set PREFECT_SERVER_API_AUTH_STRING=user:password first (see the README)."
+          "set PREFECT_SERVER_API_AUTH_STRING=user:password first (see docs/orchestration.md)."
       [[ -n "${PREFECT_UI_API_URL:-}" ]] ||
         echo "local.sh: warning: remote browsers will call $PREFECT_API_URL; set" \
           "PREFECT_UI_API_URL=http://<this host's name>:$PORT/api for them." >&2

@@ -17,44 +17,15 @@ from srgan.schedules import warmup_factor
 
 def generator_from_config(cfg: TrainingConfig) -> nn.Module:
     """The generator the config describes, for ``cfg.in_bands`` bands at ``cfg.data.scale``."""
-    net = _generator_network(cfg)
-    return BicubicResidual(net, cfg.data.scale) if cfg.generator.bicubic_skip else net
-
-
-def _generator_network(cfg: TrainingConfig) -> nn.Module:
-    g = cfg.generator
-    common = {"in_bands": cfg.in_bands, "scale": cfg.data.scale, "channels": g.channels}
-    if g.name == "rrdbnet":
-        return build_generator(g.name, **common, n_blocks=g.n_blocks, growth=g.growth)
-    extra: dict[str, object] = (
-        {"noise_dim": g.noise_dim} if g.name == "stochastic" else {"block": g.block}
-    )
-    return build_generator(
-        g.name,
-        **common,
-        n_blocks=g.n_blocks,
-        large_kernel=g.large_kernel,
-        small_kernel=g.small_kernel,
-        res_scale=g.res_scale,
-        **extra,
-    )
+    g, scale = cfg.generator, cfg.data.scale
+    net = build_generator(g.name, in_bands=cfg.in_bands, scale=scale, **g.constructor_kwargs())
+    return BicubicResidual(net, scale) if g.bicubic_skip else net
 
 
 def discriminator_from_config(cfg: TrainingConfig) -> Discriminator:
     """The discriminator the config describes."""
     d = cfg.discriminator
-    common = {
-        "in_bands": cfg.in_bands,
-        "base_channels": d.base_channels,
-        "spectral_norm": d.spectral_norm,
-    }
-    if d.name == "srgan":
-        return build_discriminator(
-            d.name, **common, n_blocks=d.n_blocks, pool_size=d.pool_size, fc_features=d.fc_features
-        )
-    if d.name == "patchgan":
-        return build_discriminator(d.name, **common, n_layers=d.n_layers)
-    return build_discriminator(d.name, **common)
+    return build_discriminator(d.name, in_bands=cfg.in_bands, **d.constructor_kwargs())
 
 
 def content_loss_from_config(cfg: TrainingConfig) -> ContentLoss:

@@ -20,7 +20,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Normalisation = Literal["normalise_10k", "normalise_10k_signed", "zero_one", "identity"]
+from datasets.normalise import NormalisationName
+from srgan.family_sections import (
+    FAMILY_REGISTRIES,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    migrate_flat_families,
+    without_family_tag,
+    without_switched_families,
+)
+from srgan.losses.adversarial import AdversarialKind
+from srgan.losses.perceptual import PerceptualLayer
+from srgan.models import SRGANDiscriminatorConfig, SRResNetConfig
+
 ValMetric = Literal["l1", "psnr", "ssim", "sam", "ergas"]
 
 #: Whether a larger value of a validation metric is better.
@@ -48,42 +60,12 @@ class DataConfig(_Strict):
     version: str | None = None
     bands: list[str] = Field(default_factory=lambda: ["B02", "B03", "B04", "B08"], min_length=1)
     scale: Literal[2, 4, 8] = 4
-    normalisation: Normalisation = "normalise_10k"
+    normalisation: NormalisationName = "normalise_10k"
     batch_size: int = Field(16, ge=1)
     val_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(2, ge=0)
     augment: bool = True
     seed: int = 0
-
-
-class GeneratorConfig(_Strict):
-    """Generator family and size (see ``srgan.models``)."""
-
-    name: Literal["srresnet", "rrdbnet", "stochastic"] = "srresnet"
-    block: Literal["standard", "res", "rcab", "rrdb", "lka"] = "standard"
-    channels: int = Field(64, ge=1)
-    n_blocks: int = Field(16, ge=1)
-    large_kernel: int = Field(9, ge=1)
-    small_kernel: int = Field(3, ge=1)
-    res_scale: float = Field(0.2, gt=0)
-    growth: int = Field(32, ge=1)
-    noise_dim: int = Field(32, ge=1)
-    bicubic_skip: bool = True
-
-
-class DiscriminatorConfig(_Strict):
-    """Discriminator family and size."""
-
-    name: Literal["srgan", "patchgan", "esrgan"] = "srgan"
-    base_channels: int = Field(64, ge=1)
-    n_blocks: int = Field(8, ge=2)
-    n_layers: int = Field(3, ge=1)
-    pool_size: int = Field(6, ge=1)
-    fc_features: int = Field(1024, ge=1)
-    spectral_norm: bool = False
-    # One D forward on cat(real, fake) instead of two: larger, faster kernels, but batch norm
-    # then normalises real and fake with shared batch statistics, so D computes something else.
-    joint_real_fake: bool = False
 
 
 class LossConfig(_Strict):
@@ -94,9 +76,9 @@ class LossConfig(_Strict):
     tv_weight: float = Field(0.0, ge=0)
     perceptual_weight: float = Field(0.0, ge=0)
     perceptual_weights_path: str | None = None
-    perceptual_layer: Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4"] = "relu5_4"
+    perceptual_layer: PerceptualLayer = "relu5_4"
     perceptual_bands: list[int] | None = None
-    adversarial: Literal["bce", "ragan", "hinge", "wasserstein"] = "bce"
+    adversarial: AdversarialKind = "bce"
     real_label: float = Field(1.0, gt=0, le=1)
     r1_gamma: float = Field(0.0, ge=0)
     adv_weight: float = Field(1e-3, ge=0)
@@ -199,14 +181,19 @@ class TrainingConfig(_Strict):
     """The whole training configuration."""
 
     data: DataConfig = Field(default_factory=DataConfig)
-    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    generator: GeneratorConfig = Field(default_factory=SRResNetConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=SRGANDiscriminatorConfig)
     losses: LossConfig = Field(default_factory=LossConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     ema: EMAConfig = Field(default_factory=EMAConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        return migrate_flat_families(data)
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> TrainingConfig:
@@ -282,10 +269,11 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    loc, family_config = without_family_tag(loc)
     model: type[BaseModel] = TrainingConfig
-    for part in loc:
+    for depth, part in enumerate(loc):
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
+        annotation = family_config if depth == 0 and family_config else field and field.annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
         model = annotation
@@ -296,8 +284,14 @@ def _explain(error: ValidationError) -> str:
     lines = []
     for err in error.errors():
         loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc) or "<root>"
-        if err["type"] == "extra_forbidden":
+        key = ".".join(str(p) for p in without_family_tag(loc)[0]) or "<root>"
+        if err["type"] == "union_tag_invalid":  # an unknown family name
+            choices = [repr(name) for name in FAMILY_REGISTRIES[key]]
+            lines.append(
+                f"{key}.name: unknown family {err['ctx']['tag']!r}; choose "
+                f"{', '.join(choices[:-1])} or {choices[-1]}"
+            )
+        elif err["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             valid = ", ".join(parent.model_fields) if parent else "?"
             lines.append(f"unknown key {key!r}; valid keys here: {valid}")
@@ -328,5 +322,5 @@ def load_config(
     """
     data = _read_yaml(name_or_path)
     if overrides:
-        data = deep_merge(data, overrides)
+        data = deep_merge(without_switched_families(data, overrides), overrides)
     return validate_config(data)

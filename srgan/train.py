@@ -139,7 +139,7 @@ def trainer_strategy(t: TrainerConfig) -> str | Strategy:
             f"trainer.strategy={name!r} is not supported: it trains in spawned or forked child "
             "processes, and the run's iteration counter and results do not come back from them. "
             "Use 'ddp' (Lightning re-runs the training command once per extra device), or start "
-            "the ranks with torchrun (README: 'Training on several GPUs or nodes')."
+            "the ranks with torchrun (docs/scaling.md: 'Training on several GPUs or nodes')."
         )
     if base == "ddp" and detection == "false":
         raise ConfigError(

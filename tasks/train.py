@@ -113,7 +113,7 @@ def local_processes(config: TrainingConfig) -> tuple[TrainingConfig, int]:
         raise ConfigError(
             f"trainer.num_nodes={asked.num_nodes}: a train-srgan flow run trains on the devices "
             "of one node. Train on several nodes with `torchrun ... -m srgan.cli train` on "
-            "each node (README: 'Training on several GPUs or nodes'), or set "
+            "each node (docs/scaling.md: 'Training on several GPUs or nodes'), or set "
             "trainer.num_nodes=1 here."
         )
     t = asked.model_copy(update={"devices": 1}) if asked.devices == "auto" else asked

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+PerceptualLayer = Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4"]
+
 # Index of each selectable ReLU inside torchvision's ``vgg19().features``.
 LAYER_INDEX: dict[str, int] = {
     "relu1_2": 3,

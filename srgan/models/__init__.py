@@ -18,23 +18,28 @@ from srgan.models.blocks import BLOCKS, build_block, registry_lookup
 from srgan.models.discriminators import (
     Discriminator,
     ESRGANDiscriminator,
+    ESRGANDiscriminatorConfig,
     PatchGANDiscriminator,
+    PatchGANDiscriminatorConfig,
     SRGANDiscriminator,
+    SRGANDiscriminatorConfig,
 )
-from srgan.models.rrdbnet import RRDBNet
-from srgan.models.srresnet import SRResNet
-from srgan.models.stochastic import StochasticSRResNet
+from srgan.models.family import DiscriminatorFamilyConfig, Family, GeneratorFamilyConfig
+from srgan.models.rrdbnet import RRDBNet, RRDBNetConfig
+from srgan.models.srresnet import SRResNet, SRResNetConfig
+from srgan.models.stochastic import StochasticConfig, StochasticSRResNet
 
-GENERATORS: Final[dict[str, type[nn.Module]]] = {
-    "srresnet": SRResNet,
-    "rrdbnet": RRDBNet,
-    "stochastic": StochasticSRResNet,
+#: Generator families by name: a new family is a file with its network and config, and a line here.
+GENERATORS: Final[dict[str, Family[nn.Module]]] = {
+    "srresnet": Family(SRResNet, SRResNetConfig),
+    "rrdbnet": Family(RRDBNet, RRDBNetConfig),
+    "stochastic": Family(StochasticSRResNet, StochasticConfig),
 }
 
-DISCRIMINATORS: Final[dict[str, type[Discriminator]]] = {
-    "srgan": SRGANDiscriminator,
-    "patchgan": PatchGANDiscriminator,
-    "esrgan": ESRGANDiscriminator,
+DISCRIMINATORS: Final[dict[str, Family[Discriminator]]] = {
+    "srgan": Family(SRGANDiscriminator, SRGANDiscriminatorConfig),
+    "patchgan": Family(PatchGANDiscriminator, PatchGANDiscriminatorConfig),
+    "esrgan": Family(ESRGANDiscriminator, ESRGANDiscriminatorConfig),
 }
 
 
@@ -48,7 +53,7 @@ def build_generator(name: str, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: If ``name`` is unknown, or the constructor rejects a value.
     """
-    return registry_lookup(GENERATORS, "generator", name)(**kwargs)
+    return registry_lookup(GENERATORS, "generator", name).network(**kwargs)
 
 
 def build_discriminator(name: str, **kwargs: Any) -> Discriminator:
@@ -61,7 +66,7 @@ def build_discriminator(name: str, **kwargs: Any) -> Discriminator:
     Raises:
         ValueError: If ``name`` is unknown, or the constructor rejects a value.
     """
-    return registry_lookup(DISCRIMINATORS, "discriminator", name)(**kwargs)
+    return registry_lookup(DISCRIMINATORS, "discriminator", name).network(**kwargs)
 
 
 __all__ = [
@@ -69,11 +74,20 @@ __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
     "Discriminator",
+    "DiscriminatorFamilyConfig",
     "ESRGANDiscriminator",
+    "ESRGANDiscriminatorConfig",
+    "Family",
+    "GeneratorFamilyConfig",
     "PatchGANDiscriminator",
+    "PatchGANDiscriminatorConfig",
     "RRDBNet",
+    "RRDBNetConfig",
     "SRGANDiscriminator",
+    "SRGANDiscriminatorConfig",
     "SRResNet",
+    "SRResNetConfig",
+    "StochasticConfig",
     "StochasticSRResNet",
     "build_block",
     "build_discriminator",

@@ -6,7 +6,7 @@ call, ``BLOCKS[name](channels, kernel_size, res_scale)``, so a generator can swa
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -263,6 +263,9 @@ class LKABlock(nn.Module):
 
 BlockFactory = Callable[[int, int, float], nn.Module]
 """``(channels, kernel_size, res_scale) -> block``."""
+
+#: The names of :data:`BLOCKS` (``tests/srgan/test_registries.py`` keeps the two equal).
+BlockName = Literal["standard", "res", "rcab", "rrdb", "lka"]
 
 BLOCKS: Final[dict[str, BlockFactory]] = {
     "standard": StandardBlock,

@@ -4,13 +4,18 @@ All return raw logits (no sigmoid) so the loss module can choose BCE-with-logits
 Wasserstein. With ``spectral_norm=True`` every conv and linear layer is wrapped in
 :func:`torch.nn.utils.parametrizations.spectral_norm` and batch norm is dropped: the two fight
 over the layer's scale, and per-batch statistics leak information between real and fake samples.
+Each family's config class (its ``discriminator`` section) follows the network it describes.
 """
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from srgan.models.blocks import check_sizes
+from srgan.models.family import DiscriminatorFamilyConfig
 
 
 def _wrap(layer: nn.Module, spectral_norm: bool) -> nn.Module:
@@ -259,3 +264,31 @@ class ESRGANDiscriminator(_PooledHeadDiscriminator):
     def score_pair(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         _check_input_size(real, self.min_input_size, type(self).__name__)
         return super().score_pair(real, fake)
+
+
+class SRGANDiscriminatorConfig(DiscriminatorFamilyConfig):
+    """``discriminator`` section of the ``srgan`` family (:class:`SRGANDiscriminator`)."""
+
+    name: Literal["srgan"] = "srgan"
+    base_channels: int = Field(64, ge=1)
+    n_blocks: int = Field(8, ge=2)
+    pool_size: int = Field(6, ge=1)
+    fc_features: int = Field(1024, ge=1)
+    spectral_norm: bool = False
+
+
+class PatchGANDiscriminatorConfig(DiscriminatorFamilyConfig):
+    """``discriminator`` section of the ``patchgan`` family (:class:`PatchGANDiscriminator`)."""
+
+    name: Literal["patchgan"] = "patchgan"
+    base_channels: int = Field(64, ge=1)
+    n_layers: int = Field(3, ge=1)
+    spectral_norm: bool = False
+
+
+class ESRGANDiscriminatorConfig(DiscriminatorFamilyConfig):
+    """``discriminator`` section of the ``esrgan`` family (:class:`ESRGANDiscriminator`)."""
+
+    name: Literal["esrgan"] = "esrgan"
+    base_channels: int = Field(64, ge=1)
+    spectral_norm: bool = False

@@ -1,9 +1,14 @@
-"""RRDBNet: the ESRGAN generator (residual-in-residual dense blocks, no batch norm)."""
+"""RRDBNet: the ESRGAN generator (residual-in-residual dense blocks, no batch norm), and its
+config."""
+
+from typing import Literal
 
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from srgan.models.blocks import RRDB, check_sizes, init_weights, same_conv, upsample_stages
+from srgan.models.family import GeneratorFamilyConfig
 
 
 class RRDBNet(nn.Module):
@@ -79,3 +84,12 @@ class RRDBNet(nn.Module):
         for conv in self.up_convs:
             features = self.act(conv(F.interpolate(features, scale_factor=2, mode="nearest")))
         return self.conv_last(self.act(self.conv_hr(features)))
+
+
+class RRDBNetConfig(GeneratorFamilyConfig):
+    """``generator`` section of the ``rrdbnet`` family: the arguments of :class:`RRDBNet`."""
+
+    name: Literal["rrdbnet"] = "rrdbnet"
+    channels: int = Field(64, ge=1)
+    n_blocks: int = Field(23, ge=1)
+    growth: int = Field(32, ge=1)

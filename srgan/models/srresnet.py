@@ -1,9 +1,13 @@
-"""SRResNet: the SRGAN generator, with swappable residual blocks."""
+"""SRResNet: the SRGAN generator, with swappable residual blocks, and its config."""
 
+from typing import Literal
+
+from pydantic import Field
 from torch import Tensor, nn
 
 from srgan.models.blocks import (
     BLOCKS,
+    BlockName,
     PixelShuffleUpsampler,
     check_kernels,
     check_sizes,
@@ -12,6 +16,7 @@ from srgan.models.blocks import (
     same_conv,
     upsample_stages,
 )
+from srgan.models.family import GeneratorFamilyConfig
 
 
 class SRResNet(nn.Module):
@@ -54,7 +59,7 @@ class SRResNet(nn.Module):
         out_bands: int | None = None,
         channels: int = 64,
         n_blocks: int = 16,
-        block: str = "standard",
+        block: BlockName = "standard",
         large_kernel: int = 9,
         small_kernel: int = 3,
         res_scale: float = 0.2,
@@ -86,3 +91,15 @@ class SRResNet(nn.Module):
         features = self.head(x)
         features = features + self.body_tail(self.body(features))
         return self.tail(self.upsampler(features))
+
+
+class SRResNetConfig(GeneratorFamilyConfig):
+    """``generator`` section of the ``srresnet`` family: the arguments of :class:`SRResNet`."""
+
+    name: Literal["srresnet"] = "srresnet"
+    block: BlockName = "standard"
+    channels: int = Field(64, ge=1)
+    n_blocks: int = Field(16, ge=1)
+    large_kernel: int = Field(9, ge=1)
+    small_kernel: int = Field(3, ge=1)
+    res_scale: float = Field(0.2, gt=0)

@@ -1,6 +1,10 @@
-"""StochasticSRResNet: an SRResNet whose residual blocks are modulated by a noise vector."""
+"""StochasticSRResNet: an SRResNet whose residual blocks are modulated by a noise vector, and its
+config."""
+
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from srgan.models.blocks import (
@@ -11,6 +15,7 @@ from srgan.models.blocks import (
     same_conv,
     upsample_stages,
 )
+from srgan.models.family import GeneratorFamilyConfig
 
 
 class FiLMBlock(nn.Module):
@@ -142,3 +147,16 @@ class StochasticSRResNet(nn.Module):
             residual = block(residual, films[:, i, 0], films[:, i, 1])
         features = features + self.body_tail(residual)
         return self.tail(self.upsampler(features))
+
+
+class StochasticConfig(GeneratorFamilyConfig):
+    """``generator`` section of the ``stochastic`` family: the arguments of
+    :class:`StochasticSRResNet`."""
+
+    name: Literal["stochastic"] = "stochastic"
+    channels: int = Field(64, ge=1)
+    n_blocks: int = Field(16, ge=1)
+    noise_dim: int = Field(64, ge=1)
+    large_kernel: int = Field(9, ge=1)
+    small_kernel: int = Field(3, ge=1)
+    res_scale: float = Field(0.2, gt=0)
