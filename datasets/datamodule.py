@@ -15,6 +15,24 @@ from datasets.patch_dataset import PatchDataset
 from datasets.patch_store import store_info
 
 
+class EmptySplitError(PatchStoreError):
+    """A split that training needs holds no patch; the message says how to re-tile."""
+
+    def __init__(self, store: str, split: str, scenes: tuple[str, ...]) -> None:
+        if len(scenes) > 1:
+            fix = (
+                f"re-tile it into a new store with split.mode=scene (it holds {len(scenes)} "
+                "scenes) or a smaller split.block_size, e.g. 256"
+            )
+        else:
+            fix = (
+                "re-tile it into a new store with a smaller split.block_size (e.g. 256; it "
+                "holds one scene, so split.mode=scene cannot fill both splits), or tile more "
+                "scenes into it"
+            )
+        super().__init__(f"the {split!r} split of patch store {store} is empty: {fix}.")
+
+
 class PatchDataModule(LightningDataModule):
     """Train and val loaders of (LR, HR) float32 pairs from a patch store.
 
@@ -74,6 +92,7 @@ class PatchDataModule(LightningDataModule):
         self.bands: tuple[str, ...] = ()
         self.scale: int = 0
         self.store_version: str | None = None
+        self._scenes: tuple[str, ...] = ()
         self.train_set: PatchDataset | None = None
         self.val_set: PatchDataset | None = None
 
@@ -87,17 +106,13 @@ class PatchDataModule(LightningDataModule):
         if self.train_set is None:
             info = store_info(self.store_uri, self.storage_options, version=self.version)
             self.bands, self.scale, self.store_version = info.bands, info.scale, info.version
+            self._scenes = info.scenes
             self.train_set = self._dataset("train", augment=self.augment)
             self.val_set = self._dataset("val", augment=False)
         needed = {"fit": ("train", "val"), "validate": ("val",)}.get(stage or "fit", ())
         for split in needed:
             if len(self._split(split)) == 0:
-                raise PatchStoreError(
-                    f"the {split!r} split of patch store {self.store_uri} (version "
-                    f"{self.store_version}) is empty. Tile more scenes, or re-tile into a new "
-                    "store with SplitPolicy(mode='block') or another val_fraction/seed so both "
-                    "splits get patches."
-                )
+                raise EmptySplitError(self.store_uri, split, self._scenes)
 
     def _dataset(self, split: str, *, augment: bool) -> PatchDataset:
         return PatchDataset(

@@ -23,6 +23,16 @@ class SceneFetchError(SceneReadError, TransientError):
     """A scene's files could not be fetched (connection failed, S3 busy or throttling)."""
 
 
+class HarmonisationError(SceneReadError):
+    """How a scene's digital numbers become reflectance ×10000 cannot be told safely (a product
+    of processing baseline 04.00 or later without metadata, an 8-bit raster, unreadable
+    product metadata); the message names the parameter to set."""
+
+
+class MaskError(SceneReadError):
+    """A scene's cloud mask (SCL, MSK_CLASSI) cannot be used as asked."""
+
+
 class SampleDataError(S2SRDataError):
     """The sample data could not be fetched or failed its checksum."""
 

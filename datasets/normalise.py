@@ -19,10 +19,10 @@ from typing import Literal
 
 import torch
 
+from datasets.harmonise import STORED_SCALE
+
 NormalisationName = Literal["normalise_10k", "normalise_10k_signed", "zero_one", "identity"]
 
-#: Stored reflectance per unit reflectance: uint16 values are reflectance ×10000.
-REFLECTANCE_SCALE = 10000.0
 # Keeps a flat band (max == min) finite instead of dividing by zero.
 _EPS = 1e-6
 
@@ -63,13 +63,13 @@ class Normalisation:
 
 NORMALISATIONS: dict[str, Normalisation] = {
     "normalise_10k": Normalisation(
-        forward=lambda x, _: (x / REFLECTANCE_SCALE).clamp(0.0, 1.0),
-        inverse=lambda y, _: y * REFLECTANCE_SCALE,
+        forward=lambda x, _: (x / STORED_SCALE).clamp(0.0, 1.0),
+        inverse=lambda y, _: y * STORED_SCALE,
         description="x / 10000 clipped to [0, 1]",
     ),
     "normalise_10k_signed": Normalisation(
-        forward=lambda x, _: (x / REFLECTANCE_SCALE * 2.0 - 1.0).clamp(-1.0, 1.0),
-        inverse=lambda y, _: (y + 1.0) / 2.0 * REFLECTANCE_SCALE,
+        forward=lambda x, _: (x / STORED_SCALE * 2.0 - 1.0).clamp(-1.0, 1.0),
+        inverse=lambda y, _: (y + 1.0) / 2.0 * STORED_SCALE,
         description="x / 10000 * 2 - 1 clipped to [-1, 1]",
     ),
     "zero_one": Normalisation(

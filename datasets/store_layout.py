@@ -6,9 +6,11 @@ Arrays (dims in brackets):
 - ``lr[patch, band, y_lr, x_lr]``: the same footprint at ``1 / scale`` the resolution
   (xarray needs distinct dim names for the smaller grid).
 - coordinates along ``patch``: ``scene_id`` (str), ``split`` ("train" / "val"), ``row_off`` and
-  ``col_off`` (int64 HR pixel offsets of the patch in its scene) and ``transform[patch, affine]``
+  ``col_off`` (int64 HR pixel offsets of the patch in its scene), ``transform[patch, affine]``
   (float64 coefficients ``a b c d e f`` of the patch's affine transform in its scene's CRS:
-  ``Affine(*transform[i])``); along ``band``: ``band`` (str band names).
+  ``Affine(*transform[i])``) and ``clear_fraction`` (float32 share of the patch's pixels that
+  its scene's cloud mask left clear; NaN where no mask was applied, and for patches of stores
+  written before it was recorded); along ``band``: ``band`` (str band names).
 
 Root attrs: the :class:`StoreParams` (``bands``, ``scale``, ``patch_size``, ``stride``,
 ``degradation``, ``nodata_policy``), ``software_version``, and the scene manifest of
@@ -34,7 +36,7 @@ from datasets.version import software_version
 FORMAT_VERSION = 1
 HR_DIMS = ("patch", "band", "y", "x")
 LR_DIMS = ("patch", "band", "y_lr", "x_lr")
-PATCH_COORDS = ("scene_id", "split", "row_off", "col_off", "transform")
+PATCH_COORDS = ("scene_id", "split", "row_off", "col_off", "transform", "clear_fraction")
 TRANSFORM_ORDER = "a b c d e f (affine.Affine: x = a*col + b*row + c, y = d*col + e*row + f)"
 # Coordinates are tiny; big chunks keep them to a few objects per store instead of one per patch.
 _COORD_CHUNK = 4096
@@ -116,6 +118,8 @@ class PatchBatch:
         col_off: ``(n,)`` int64 HR column of each patch's top-left pixel.
         split: ``(n,)`` str, ``"train"`` or ``"val"``.
         transform: ``(n, 6)`` float64 affine coefficients ``a b c d e f`` of each HR patch.
+        clear_fraction: ``(n,)`` float32 share of each patch left clear by the cloud mask;
+            ``None`` (stored as NaN) when no mask applied.
     """
 
     hr: np.ndarray
@@ -124,6 +128,14 @@ class PatchBatch:
     col_off: np.ndarray
     split: np.ndarray
     transform: np.ndarray
+    clear_fraction: np.ndarray | None = None
+
+    @property
+    def clear(self) -> np.ndarray:
+        """``clear_fraction``, or NaN for every patch when it is unknown."""
+        if self.clear_fraction is None:
+            return np.full(len(self), np.nan, dtype=np.float32)
+        return self.clear_fraction.astype(np.float32)
 
     def __len__(self) -> int:
         return int(self.hr.shape[0])
@@ -138,6 +150,7 @@ class PatchBatch:
             "col_off": ((n,), self.col_off),
             "split": ((n,), self.split),
             "transform": ((n, 6), self.transform),
+            "clear_fraction": ((n,), self.clear),
         }
         for name, (shape, array) in expected.items():
             if array.shape != shape:
@@ -189,6 +202,7 @@ def create_layout(store: Store, params: StoreParams) -> zarr.Group:
             group.create_array(
                 name, shape=(0,), chunks=(_COORD_CHUNK,), dtype=dtype, dimension_names=("patch",)
             )
+        _create_clear_fraction(group, 0)
         group.create_array(
             "transform",
             shape=(0, 6),
@@ -200,6 +214,27 @@ def create_layout(store: Store, params: StoreParams) -> zarr.Group:
         band = group.create_array("band", shape=(c,), dtype=str, dimension_names=("band",))
         band[:] = np.array(params.bands, dtype=object)
     return group
+
+
+def _create_clear_fraction(group: zarr.Group, n_patches: int) -> None:
+    array = group.create_array(
+        "clear_fraction",
+        shape=(n_patches,),
+        chunks=(_COORD_CHUNK,),
+        dtype="float32",
+        fill_value=np.nan,
+        dimension_names=("patch",),
+    )
+    if n_patches:
+        array[:] = np.nan
+
+
+def upgrade_layout(group: zarr.Group) -> None:
+    """Add what stores of earlier releases lack (``clear_fraction``, NaN for their patches)."""
+    if "clear_fraction" not in group:
+        hr = group["hr"]
+        assert isinstance(hr, zarr.Array)
+        _create_clear_fraction(group, hr.shape[0])
 
 
 def open_layout(store: Store, uri: str, *, mode: str = "r") -> zarr.Group | None:
@@ -248,6 +283,7 @@ def write_coords(
     row_off: np.ndarray,
     col_off: np.ndarray,
     transform: np.ndarray,
+    clear_fraction: np.ndarray,
 ) -> None:
     """Write the per-patch coordinates of one scene's ``len(split)`` patches from ``start``."""
     n = len(split)
@@ -258,6 +294,7 @@ def write_coords(
         "row_off": row_off.astype(np.int64),
         "col_off": col_off.astype(np.int64),
         "transform": transform.astype(np.float64),
+        "clear_fraction": clear_fraction.astype(np.float32),
     }
     for name, data in columns.items():
         array = group[name]

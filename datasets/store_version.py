@@ -27,7 +27,9 @@ class SceneEntry:
     """One committed scene: its patches are ``patch[start : start + count]``.
 
     ``source`` is the URI the scene was read from; ``None`` for scenes committed before stores
-    recorded it.
+    recorded it. ``radiometry`` is the harmonisation applied (``Harmonisation.to_record()`` plus
+    ``clamped_pixels``) and ``masks`` the cloud mask used; both ``None`` for scenes committed
+    before stores recorded them (see :mod:`datasets.store_radiometry`).
     """
 
     scene_id: str
@@ -38,6 +40,8 @@ class SceneEntry:
     crs: str
     software_version: str
     source: str | None = None
+    radiometry: dict[str, Any] | None = None
+    masks: dict[str, Any] | None = None
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> SceneEntry:

@@ -38,6 +38,7 @@ from datasets.store_layout import (
     open_layout,
     resize_patches,
     software_version,
+    upgrade_layout,
     write_coords,
     write_pixels,
 )
@@ -131,6 +132,7 @@ class PatchStoreWriter:
         batches: Iterable[PatchBatch],
         *,
         source: str | None = None,
+        record: Callable[[], dict[str, Any]] | None = None,
     ) -> AppendResult:
         """Append one scene's patches as a single all-or-nothing commit.
 
@@ -144,6 +146,8 @@ class PatchStoreWriter:
             source: the URI the scene is read from, recorded with it. Appending the same
                 ``scene_id`` from the same ``source`` again is a no-op; from another source it
                 is refused. Scenes committed without a source match any.
+            record: called once ``batches`` is consumed; returns the scene entry's
+                ``radiometry`` and ``masks`` records (see :class:`SceneEntry`).
 
         Returns:
             The result; ``n_patches == 0`` (and ``version`` ``None``) if ``batches`` was empty,
@@ -164,7 +168,9 @@ class PatchStoreWriter:
         if first is None:
             return AppendResult(scene_id, 0, False, None)
         with local_lock(local_path(self.uri)), self._session() as (store, commit):
-            result = self._append_in(store, commit, scene_id, crs, source, chain([first], iterator))
+            result = self._append_in(
+                store, commit, scene_id, crs, source, chain([first], iterator), record
+            )
         if result is None:
             return AppendResult(
                 scene_id, 0, True, read_snapshot(self.uri, None, self.storage_options).version
@@ -179,11 +185,13 @@ class PatchStoreWriter:
         crs: str,
         source: str | None,
         batches: Iterable[PatchBatch],
+        record: Callable[[], dict[str, Any]] | None = None,
     ) -> AppendResult | None:
         """Write and commit inside a session; ``None`` if the scene turned out to be committed."""
         group = open_layout(store, self.uri, mode="r+")
         if group is None:
             group = create_layout(store, self.params)
+        upgrade_layout(group)
         self.params.check_matches(StoreParams.from_attrs(group.attrs), self.uri)
         manifest = self._manifest_in(group)
         # Another writer may have committed this scene since the caller's check.
@@ -196,12 +204,13 @@ class PatchStoreWriter:
             "row_off": [],
             "col_off": [],
             "transform": [],
+            "clear_fraction": [],
         }
         for batch in batches:
             batch.check(self.params)
             end = self._write_batch(group, end, batch)
             for name, column in coords.items():
-                column.append(getattr(batch, name))
+                column.append(batch.clear if name == "clear_fraction" else getattr(batch, name))
         joined = {name: np.concatenate(column) for name, column in coords.items()}
         write_coords(group, start, scene_id, **joined)
         n_val = int(np.count_nonzero(joined["split"] == "val"))
@@ -214,6 +223,7 @@ class PatchStoreWriter:
             crs,
             software_version(),
             source,
+            **(record() if record is not None else {}),
         )
         version = commit(group, manifest.appended(entry), f"append scene {scene_id}")
         return AppendResult(scene_id, end - start, False, version)

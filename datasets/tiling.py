@@ -12,9 +12,10 @@ covers the same footprint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,16 +23,19 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from datasets.degradation import UINT16_MAX, Degradation, check_grid_alignment
+from datasets.degradation import UINT16_MAX, check_grid_alignment
 from datasets.errors import TilingError
+from datasets.masks import CloudMask
 from datasets.patch_store import store_version
-from datasets.scenes import DEFAULT_BANDS, Scene, open_scene
+from datasets.scenes import Scene, open_scene
 from datasets.split_policy import SplitPolicy
 from datasets.store_backends import Backend
 from datasets.store_layout import PatchBatch, StoreParams
+from datasets.store_radiometry import check_store_radiometry
 from datasets.store_writer import PatchStoreWriter
+from datasets.tiling_params import TilingParams
 
-__all__ = ["SplitPolicy", "TileResult", "tile_scene"]
+__all__ = ["SplitPolicy", "TileResult", "TilingParams", "tile_scene"]
 
 # Sentinel-2 L1C/L2A mark missing pixels with 0 even in files that declare no nodata value.
 _S2_NODATA = 0
@@ -49,8 +53,14 @@ class TileResult:
         patches_kept: patches appended (train + val); 0 if ``skipped_existing``.
         patches_val: of which in the validation split.
         dropped_nodata: patches with a missing-pixel fraction above ``max_nodata_fraction``.
+        dropped_masked: patches with a cloud-masked fraction above
+            ``masks.max_masked_fraction``.
         dropped_bright: patches with a bright-pixel fraction above ``max_bright_fraction``.
         dropped_straddling: patches across a split-block border (``drop_straddlers``).
+        clamped_pixels: band values of the kept HR patches at or below the radiometric offset
+            (zero or negative reflectance), stored as 1.
+        harmonisation: what was applied (:meth:`Harmonisation.to_record`).
+        mask: the cloud mask used (source, classes, threshold).
         skipped_existing: the scene (same id, same source URI) was already in the store;
             nothing was read or written.
         version: the store version after this call.
@@ -64,50 +74,20 @@ class TileResult:
     dropped_straddling: int
     skipped_existing: bool
     version: str | None
+    dropped_masked: int = 0
+    clamped_pixels: int = 0
+    harmonisation: dict[str, Any] | None = None
+    mask: dict[str, Any] | None = None
 
 
 @dataclass
 class _Counts:
     val: int = 0
     nodata: int = 0
+    masked: int = 0
     bright: int = 0
     straddling: int = 0
-
-
-@dataclass(frozen=True)
-class _Filters:
-    nodata: float
-    max_nodata_fraction: float
-    bright_threshold: int
-    max_bright_fraction: float | None
-
-
-def check_tiling_params(
-    scale: int,
-    patch_size: int,
-    stride: int,
-    max_nodata: float = 0.0,
-    max_bright: float | None = None,
-) -> None:
-    """Refuse patch geometry and filter thresholds that no scene could be tiled with.
-
-    Raises:
-        TilingError: a non-positive size, ``patch_size``/``stride`` not multiples of ``scale``,
-            or a fraction outside [0, 1].
-    """
-    if scale < 1 or patch_size < 1 or stride < 1:
-        raise TilingError(
-            f"scale ({scale}), patch_size ({patch_size}) and stride ({stride}) must be positive"
-        )
-    if patch_size % scale or stride % scale:
-        raise TilingError(
-            f"patch_size ({patch_size}) and stride ({stride}) must be multiples of scale "
-            f"({scale}) so every LR patch falls on whole LR pixels; e.g. patch_size="
-            f"{max(scale, patch_size // scale * scale)}"
-        )
-    for name, value in (("max_nodata_fraction", max_nodata), ("max_bright_fraction", max_bright)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise TilingError(f"{name} must lie in [0, 1], got {value}")
+    clamped: int = 0
 
 
 def _missing_mask(pixels: np.ndarray, nodata: float) -> np.ndarray:
@@ -138,37 +118,42 @@ def _to_uint16(pixels: np.ndarray, scene: Scene) -> np.ndarray:
 def _strip_batch(
     scene: Scene,
     lr_scene: Scene | None,
+    mask: CloudMask,
     row_off: int,
-    degradation: Degradation,
-    params: StoreParams,
-    split: SplitPolicy,
-    filters: _Filters,
+    params: TilingParams,
     counts: _Counts,
 ) -> PatchBatch | None:
     """The kept patches of the row of windows at ``row_off``, or ``None`` if none is kept."""
-    p, scale = params.patch_size, params.scale
-    cols = range(0, scene.width - p + 1, params.stride)
+    p, scale, degradation = params.patch_size, params.scale, params.degradation
+    cols = range(0, scene.width - p + 1, params.step)
     halo = degradation.halo(scale, params.bands)
     top, bottom = min(halo, row_off), min(halo, scene.height - row_off - p)
-    strip = scene.read(Window(0, row_off - top, scene.width, p + top + bottom))
+    raw = scene.read_raw(Window(0, row_off - top, scene.width, p + top + bottom))
+    strip = scene.harmonise(raw)
     core = strip[:, top : top + p]
-    missing = _missing_mask(core, filters.nodata)
-    bright = np.all(core > filters.bright_threshold, axis=0)
-    kept: list[tuple[int, str]] = []
+    nodata = _S2_NODATA if scene.nodata is None else scene.nodata
+    missing = _missing_mask(core, nodata)
+    bright = np.all(core > params.bright_threshold, axis=0)
+    masked = mask.read(Window(0, row_off, scene.width, p))
+    kept: list[tuple[int, str, float]] = []
     for col_off in cols:
         window = (slice(None), slice(col_off, col_off + p))
-        if missing[window].mean() > filters.max_nodata_fraction:
+        if missing[window].mean() > params.max_nodata_fraction:
             counts.nodata += 1
             continue
-        max_bright = filters.max_bright_fraction
+        masked_fraction = float(masked[window].mean())
+        if masked_fraction > params.masks.max_masked_fraction:
+            counts.masked += 1
+            continue
+        max_bright = params.max_bright_fraction
         if max_bright is not None and bright[window].mean() > max_bright:
             counts.bright += 1
             continue
-        side = split.patch_split(scene.scene_id, row_off, col_off, p)
+        side = params.split.patch_split(scene.scene_id, row_off, col_off, p)
         if side is None:
             counts.straddling += 1
             continue
-        kept.append((col_off, side))
+        kept.append((col_off, side, 1.0 - masked_fraction if mask.active else np.nan))
     if not kept:
         return None
     if lr_scene is not None:
@@ -179,9 +164,11 @@ def _strip_batch(
         lr_strip = degradation.degrade(
             strip[:, :, : used + right], scale, bands=params.bands, halo=(top, bottom, 0, right)
         )
-    offsets = np.array([c for c, _ in kept], dtype=np.int64)
-    sides = np.array([s for _, s in kept])
+    offsets = np.array([c for c, _, _ in kept], dtype=np.int64)
+    sides = np.array([s for _, s, _ in kept])
     counts.val += int(np.count_nonzero(sides == "val"))
+    raw_core = raw[:, top : top + p]
+    counts.clamped += sum(scene.count_clamped(raw_core[:, :, c : c + p]) for c in offsets)
     lr_p = p // scale
     return PatchBatch(
         hr=_to_uint16(np.stack([core[:, :, c : c + p] for c in offsets]), scene),
@@ -195,151 +182,154 @@ def _strip_batch(
         transform=np.array(
             [tuple(scene.transform @ Affine.translation(c, row_off))[:6] for c in offsets]
         ),
+        clear_fraction=np.array([f for _, _, f in kept], dtype=np.float32),
+    )
+
+
+def store_params(params: TilingParams) -> StoreParams:
+    """What every scene of a store tiled with ``params`` shares (checked on every append)."""
+    return StoreParams(
+        bands=params.bands,
+        scale=params.scale,
+        patch_size=params.patch_size,
+        stride=params.step,
+        degradation=params.degradation.to_attrs(params.scale, params.bands)
+        | ({"hr_resampling": params.resampling} if params.resampling else {}),
+        nodata_policy={
+            "missing": "scene nodata value (0 if undeclared) or NaN in any band",
+            "max_nodata_fraction": params.max_nodata_fraction,
+            "bright": f"> {params.bright_threshold} (reflectance x10000) in every band",
+            "max_bright_fraction": params.max_bright_fraction,
+        },
     )
 
 
 def tile_scene(
     scene_uri: str,
     store_uri: str,
+    params: TilingParams | None = None,
     *,
-    bands: Sequence[str] = DEFAULT_BANDS,
-    scale: int = 4,
-    patch_size: int = 128,
-    stride: int | None = None,
-    degradation: Degradation | None = None,
-    split: SplitPolicy | None = None,
-    max_nodata_fraction: float = 0.0,
-    max_bright_fraction: float | None = None,
-    bright_threshold: int = 3000,
     storage_options: Mapping[str, Any] | None = None,
     scene_storage_options: Mapping[str, Any] | None = None,
     backend: Backend | None = None,
-    resampling: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> TileResult:
     """Cut one scene into HR/LR patches and append them to a patch store as one commit.
 
-    Patch windows start every ``stride`` HR pixels from the top-left corner; windows that would
-    cross the right or bottom edge are not cut. Missing pixels (the scene's nodata value, or 0
-    for Sentinel-2 files that declare none, and NaN) in any band count against
-    ``max_nodata_fraction``; a pixel is bright when it exceeds ``bright_threshold`` in every
-    band (a cloud proxy). The blur of ``gaussian_area`` sees the scene around each patch, not
-    just the patch, so LR patches have no padding artefacts inside the scene.
+    The scene is read harmonised (:mod:`datasets.harmonise`): whatever its processing baseline
+    or source, stored values are reflectance ×10000, and what was applied is recorded with the
+    scene in the store. Patch windows start every ``stride`` HR pixels from the top-left
+    corner; windows that would cross the right or bottom edge are not cut. A patch is dropped,
+    and counted by reason, when its fraction of missing pixels (the scene's nodata value, 0
+    for Sentinel-2 files that declare none, or NaN, in any band) exceeds
+    ``max_nodata_fraction``, its fraction of cloud-masked pixels (the product's SCL or
+    MSK_CLASSI, see :class:`~datasets.tiling_params.MaskPolicy`) exceeds
+    ``masks.max_masked_fraction``, or its fraction of bright pixels (above
+    ``bright_threshold`` in every band, a cloud proxy) exceeds ``max_bright_fraction``. Kept
+    patches record their clear (unmasked) fraction. The blur of ``gaussian_area`` sees the
+    scene around each patch, so LR patches have no padding artefacts inside the scene.
 
     The scene is recorded in the store under its id (:attr:`Scene.scene_id`) with the URI it
     was read from: tiling the same URI again is a no-op, while another scene with the same id is
     refused, never dropped. Pixels are stored as uint16; scenes of another integer dtype (int16,
-    int32, uint8...) are accepted as long as every kept patch fits 0 to 65535.
+    int32...) are accepted as long as every kept patch fits 0 to 65535.
 
     Args:
-        scene_uri: scene folder, ``.SAFE`` product or multi-band raster (local or ``s3://``).
+        scene_uri: scene folder, ``.SAFE`` product (zipped or not), STAC Item, or multi-band
+            raster (local, ``s3://`` or, for STAC Items, ``https://``).
         store_uri: patch store (local path or URL); created on first use.
-        bands: bands to cut, in store order.
-        scale: HR pixels per LR pixel along one axis.
-        patch_size: HR patch edge in pixels; a multiple of ``scale``.
-        stride: HR pixels between patch origins (default ``patch_size``); a multiple of ``scale``.
-        degradation: how LR patches are made (default ``Degradation()``).
-        split: train/val assignment (default ``SplitPolicy()``).
-        max_nodata_fraction: drop patches with a larger fraction of missing pixels.
-        max_bright_fraction: drop patches with a larger fraction of bright pixels (``None``: off).
-        bright_threshold: reflectance ×10000 above which a pixel is bright in a band.
+        params: how to tile (built once by the caller); default ``TilingParams()``.
         storage_options: fsspec/s3fs options of the store (and of the scene, by default).
         scene_storage_options: options of the scene if they differ from the store's.
         backend: backend of a new store (see :mod:`datasets.patch_store`).
-        resampling: resample bands of coarser native resolution onto the finest band's grid
-            with this method (e.g. ``"bilinear"``); without it such band sets are refused. It
-            is recorded in the store's degradation attrs.
         progress: called with (rows of windows done, rows in total) after each row.
+        **options: fields of :class:`TilingParams`, for calls without ``params``
+            (``tile_scene(uri, store, patch_size=64)``); not combined with ``params``.
 
     Returns:
-        Counts of kept and dropped patches and the store version.
+        Counts of kept and dropped patches, what was harmonised and masked, the store version.
 
     Raises:
         TilingError: bad parameters, a scene smaller than one patch, an LR grid that does not
-            align (``real``), pixel values uint16 cannot hold, or no patch kept (nothing is
-            committed in all these cases).
+            align (``real``), pixel values uint16 cannot hold, a store whose earlier scenes
+            were stored without harmonisation although dated after 2022-01-25, or no patch kept
+            (nothing is committed in all these cases).
+        HarmonisationError: the scene's radiometry cannot be told (set ``harmonisation``).
+        MaskError: the cloud mask asked for is missing or does not cover the scene.
         StoreMismatchError: the store holds patches cut with other parameters.
         SceneIdConflictError: the store holds a scene with this id read from another URI.
         SceneReadError: the scene cannot be read (:class:`~datasets.errors.SceneFetchError`
             when fetching it failed; run again).
     """
-    stride = patch_size if stride is None else stride
-    degradation = degradation or Degradation()
-    split = split or SplitPolicy()
-    check_tiling_params(scale, patch_size, stride, max_nodata_fraction, max_bright_fraction)
-    bands = tuple(bands)
-    params = StoreParams(
-        bands=bands,
-        scale=scale,
-        patch_size=patch_size,
-        stride=stride,
-        degradation=degradation.to_attrs(scale, bands)
-        | ({"hr_resampling": resampling} if resampling else {}),
-        nodata_policy={
-            "missing": "scene nodata value (0 if undeclared) or NaN in any band",
-            "max_nodata_fraction": max_nodata_fraction,
-            "bright": f"> {bright_threshold} (reflectance x10000) in every band",
-            "max_bright_fraction": max_bright_fraction,
-        },
+    if params is not None and options:
+        raise TypeError(f"pass either params or options ({', '.join(options)}), not both")
+    params = params if params is not None else TilingParams.build(**options)
+    writer = PatchStoreWriter(
+        store_uri, store_params(params), storage_options=storage_options, backend=backend
     )
-    writer = PatchStoreWriter(store_uri, params, storage_options=storage_options, backend=backend)
     scene_options = storage_options if scene_storage_options is None else scene_storage_options
+    opener = partial(
+        open_scene,
+        scene_uri,
+        params.bands,
+        resampling=params.resampling,
+        storage_options=scene_options,
+        harmonisation=params.harmonisation,
+        sign=params.sign,
+    )
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES))
-        scene = stack.enter_context(
-            open_scene(scene_uri, bands, resampling=resampling, storage_options=scene_options)
-        )
+        scene = stack.enter_context(opener())
         if writer.has_scene(scene.scene_id, scene.uri):
             version = store_version(store_uri, storage_options)
             return TileResult(scene.scene_id, 0, 0, 0, 0, 0, True, version)
-        if scene.width < patch_size or scene.height < patch_size:
+        check_store_radiometry(writer.committed(), store_uri)
+        p = params.patch_size
+        if scene.width < p or scene.height < p:
             raise TilingError(
                 f"scene {scene.scene_id} is {scene.width}×{scene.height} px, smaller than one "
-                f"{patch_size}×{patch_size} patch; use a smaller patch_size"
+                f"{p}×{p} patch; use a smaller patch_size"
             )
         lr_scene = None
-        if degradation.kind == "real":
-            resolution = degradation.lr_resolution or scene.resolution * scale
-            lr_scene = stack.enter_context(
-                open_scene(
-                    scene_uri,
-                    bands,
-                    resolution=resolution,
-                    resampling=resampling,
-                    storage_options=scene_options,
-                )
-            )
-            check_grid_alignment(scene.transform, lr_scene.transform, scale)
-        filters = _Filters(
-            nodata=_S2_NODATA if scene.nodata is None else scene.nodata,
-            max_nodata_fraction=max_nodata_fraction,
-            bright_threshold=bright_threshold,
-            max_bright_fraction=max_bright_fraction,
-        )
+        if params.degradation.kind == "real":
+            resolution = params.degradation.lr_resolution or scene.resolution * params.scale
+            lr_scene = stack.enter_context(opener(resolution=resolution))
+            check_grid_alignment(scene.transform, lr_scene.transform, params.scale)
+        mask = stack.enter_context(CloudMask(scene, params.masks))
         counts = _Counts()
-        rows = range(0, scene.height - patch_size + 1, stride)
+        rows = range(0, scene.height - p + 1, params.step)
 
         def batches() -> Iterator[PatchBatch]:
             for done, row_off in enumerate(rows, start=1):
-                batch = _strip_batch(
-                    scene, lr_scene, row_off, degradation, params, split, filters, counts
-                )
+                batch = _strip_batch(scene, lr_scene, mask, row_off, params, counts)
                 if batch is not None:
                     yield batch
                 if progress is not None:
                     progress(done, len(rows))
 
+        harmonisation = scene.harmonisation.to_record(scene.bands)
+        mask_record = mask.record()
+
+        def record() -> dict[str, Any]:
+            # called after the last batch, so the counts are final
+            return {
+                "radiometry": {**harmonisation, "clamped_pixels": counts.clamped},
+                "masks": {**mask_record, "dropped_patches": counts.masked},
+            }
+
         result = writer.append_scene(
-            scene.scene_id, scene.crs.to_wkt(), batches(), source=scene.uri
+            scene.scene_id, scene.crs.to_wkt(), batches(), source=scene.uri, record=record
         )
     if result.skipped_existing:
         return TileResult(result.scene_id, 0, 0, 0, 0, 0, True, result.version)
     if result.n_patches == 0:
         raise TilingError(
             f"no patch of scene {scene.scene_id} was kept ({counts.nodata} dropped for missing "
-            f"pixels above max_nodata_fraction={max_nodata_fraction}, {counts.bright} bright, "
-            f"{counts.straddling} straddling split blocks); nothing was written. Check the scene "
-            "or relax the filters."
+            f"pixels above max_nodata_fraction={params.max_nodata_fraction}, {counts.masked} "
+            f"cloud-masked ({mask.kind}) above masks.max_masked_fraction="
+            f"{params.masks.max_masked_fraction}, {counts.bright} bright, {counts.straddling} "
+            "straddling split blocks); nothing was written. Check the scene or relax the filters."
         )
     return TileResult(
         scene_id=result.scene_id,
@@ -350,4 +340,8 @@ def tile_scene(
         dropped_straddling=counts.straddling,
         skipped_existing=False,
         version=result.version,
+        dropped_masked=counts.masked,
+        clamped_pixels=counts.clamped,
+        harmonisation=harmonisation,
+        mask=mask_record,
     )

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from prefect import flow, runtime
 from pydantic import Field
 
+from datasets.stac_search import StacSearch
 from flows.tile import tile_sentinel2
 from flows.train import train_srgan
 from srgan.config import ValMetric
@@ -37,6 +38,7 @@ class RetrainResult:
 def retrain_srgan(
     scenes: list[str] | None = None,
     scan: str | None = None,
+    stac: StacSearch | None = None,
     store: str | None = None,
     storage: str | None = None,
     config: str = "cpu-tiny",
@@ -52,6 +54,7 @@ def retrain_srgan(
     Args:
         scenes: new scene URIs to tile first (optional).
         scan: folder or s3:// prefix to scan for new scenes (optional; known scenes are skipped).
+        stac: a STAC API search for new scenes (optional; see ``tile-sentinel2``).
         store: patch store (default ``<storage>/patches/sentinel2.zarr``).
         storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``).
         config: training preset or YAML path for the challenger.
@@ -68,10 +71,11 @@ def retrain_srgan(
         target = store or default_store(storage)
         # a bad preset or override fails here, before any scene is tiled
         cfg = training_config(config, overrides or {}, target, max_iterations, None)
-        if scenes or scan:
+        if scenes or scan or stac:
             tile_sentinel2(
                 scenes=scenes,
                 scan=scan,
+                stac=stac,
                 store=target,
                 storage=storage,
                 credentials_block=credentials_block,

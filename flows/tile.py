@@ -22,21 +22,24 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field
 
 from datasets.degradation import Degradation
+from datasets.harmonise import HarmonisationParam
 from datasets.scenes import DEFAULT_BANDS
 from datasets.split_policy import SplitPolicy
+from datasets.stac_search import StacSearch
+from datasets.tiling import TileResult
+from datasets.tiling_params import MaskPolicy, ResamplingName, TilingParams
+from datasets.tiling_summary import TilingSummary
 from tasks.credentials import s3_credentials
 from tasks.storage import default_store
 from tasks.tile import (
+    TileFailure,
     TilingProgress,
-    check_run_parameters,
     find_scene_uris,
+    search_stac_scenes,
     store_backend,
     summarise_tiling,
     tile_one_scene,
 )
-
-#: GDAL resampling methods offered for bands on a coarser grid than the finest one.
-Resampling = Literal["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]
 
 
 class TilingFailed(RuntimeError):
@@ -51,7 +54,7 @@ def _task_runner(dask_address: str | None, max_workers: int) -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=max_workers)
 
 
-def _tile_task(n_scenes: int) -> Task[..., dict[str, Any]]:
+def _tile_task(n_scenes: int) -> Task[..., TileResult]:
     """The tile task with enough retries to lose every commit race of this run.
 
     An Icechunk commit is refused when another scene was committed during the append; the task
@@ -66,22 +69,23 @@ def _tile_task(n_scenes: int) -> Task[..., dict[str, Any]]:
 
 @flow(name="tile-scenes")
 def _tile_scenes(
-    scenes: list[str], store: str, options: dict[str, Any], one_at_a_time: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    scenes: list[str], store: str, params: TilingParams, one_at_a_time: bool
+) -> tuple[list[TileResult], list[TileFailure]]:
     """Tile every scene; ``one_at_a_time`` waits for each scene before submitting the next."""
     tile = tile_one_scene if one_at_a_time else _tile_task(len(scenes))
-    results, failures = [], []
+    results: list[TileResult] = []
+    failures: list[TileFailure] = []
     with TilingProgress(len(scenes)) as progress:
 
-        def finished() -> Iterator[tuple[str, PrefectFuture[dict[str, Any]]]]:
+        def finished() -> Iterator[tuple[str, PrefectFuture[TileResult]]]:
             if one_at_a_time:
                 for uri in scenes:
-                    future = tile.submit(uri, store, **options, progress_id=progress.id)
+                    future = tile.submit(uri, store, params, progress_id=progress.id)
                     future.wait()
                     yield uri, future
             else:
                 futures = [
-                    tile.submit(uri, store, **options, progress_id=progress.id) for uri in scenes
+                    tile.submit(uri, store, params, progress_id=progress.id) for uri in scenes
                 ]
                 yield from zip(scenes, futures, strict=True)
 
@@ -90,7 +94,7 @@ def _tile_scenes(
             if future.state.is_completed():
                 results.append(outcome)
             else:  # recorded per scene; the flow fails after the summary
-                failures.append({"scene_uri": uri, "error": str(outcome)})
+                failures.append(TileFailure(uri, str(outcome)))
             progress.scene_done(uri)
     return results, failures
 
@@ -99,6 +103,7 @@ def _tile_scenes(
 def tile_sentinel2(
     scenes: list[str] | None = None,
     scan: str | None = None,
+    stac: StacSearch | None = None,
     store: str | None = None,
     storage: str | None = None,
     bands: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_BANDS),  # noqa: B006
@@ -109,16 +114,20 @@ def tile_sentinel2(
     split: SplitPolicy = SplitPolicy(),
     max_nodata_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0,
     max_bright_fraction: Annotated[float | None, Field(ge=0, le=1)] = None,
-    resampling: Resampling | None = None,
+    masks: MaskPolicy = MaskPolicy(),
+    harmonisation: HarmonisationParam | None = None,
+    resampling: ResamplingName | None = None,
     dask_address: str | None = None,
     max_workers: Annotated[int, Field(ge=1)] = 2,
     credentials_block: str | None = None,
-) -> dict[str, Any]:
+) -> TilingSummary:
     """Tile Sentinel-2 scenes into a patch store.
 
     Args:
         scenes: scene URIs (band folders, .SAFE products, multi-band GeoTIFFs; local or s3://).
         scan: a folder or s3:// prefix to search for scenes (added to ``scenes``).
+        stac: a STAC API search whose Items are added to ``scenes``: ``{"url", "collection",
+            "bbox" or "intersects", "datetime", "max_cloud_cover", "limit", "sign"}``.
         store: patch store URI (default ``<storage>/patches/sentinel2.zarr``).
         storage: storage root (default ``$S2SR_STORAGE`` or ``./.s2sr``).
         bands: band names, in store order.
@@ -128,7 +137,13 @@ def tile_sentinel2(
         degradation: how LR patches are made from HR.
         split: train/validation assignment by scene or spatial block.
         max_nodata_fraction: drop patches with more missing pixels than this.
-        max_bright_fraction: drop patches with more bright (cloud-like) pixels than this.
+        max_bright_fraction: drop patches with more bright (cloud-like) pixels than this (the
+            cloud filter of scenes without a cloud mask).
+        masks: the cloud-mask policy: the product's SCL (L2A) or MSK_CLASSI_B00 (L1C), which
+            classes mask a pixel, and the largest masked fraction a kept patch may hold.
+        harmonisation: how digital numbers become reflectance for scenes without product
+            metadata or STAC Item, e.g. ``{"offset": -1000}`` for bare band files of a product
+            from 2022-01-25 on (product metadata and STAC Items take precedence).
         resampling: resample bands of coarser native resolution (e.g. B05 with B02) onto the
             finest band's grid with this method; without it such band sets are refused.
         dask_address: run the per-scene tasks on the Dask scheduler at this address (e.g.
@@ -141,33 +156,41 @@ def tile_sentinel2(
             ``dask_address`` it applies to this flow run only (scanning, summary): the Dask
             workers keep their own environment.
 
+    Returns:
+        What the store holds for each scene of the run, its version and its split sizes.
+
     Raises:
         TilingError: ``patch_size`` or ``stride`` not a multiple of ``scale``, or a band name
             that is not a Sentinel-2 band; raised before any scene is read.
         TilingFailed: a scene could not be tiled (the others are in the store).
     """
-    # checked once here, not in every scene's task, so bad values fail the run before any task
-    check_run_parameters(bands, scale, patch_size, stride)
+    # built and checked once here, so bad values fail the run before any task
+    params = TilingParams.build(
+        bands=bands,
+        scale=scale,
+        patch_size=patch_size,
+        stride=stride,
+        degradation=degradation,
+        split=split,
+        max_nodata_fraction=max_nodata_fraction,
+        max_bright_fraction=max_bright_fraction,
+        masks=masks,
+        resampling=resampling,
+        harmonisation=harmonisation,
+        sign=stac.sign if stac is not None else None,
+    )
     with s3_credentials(credentials_block):
         uris = list(dict.fromkeys(scenes or []))
         if scan:
             uris += [u for u in find_scene_uris(scan) if u not in uris]
+        if stac is not None:
+            uris += [u for u in search_stac_scenes(stac) if u not in uris]
         if not uris:
             raise ValueError(
-                "no scenes to tile: pass `scenes` or a `scan` folder/prefix that holds scenes"
+                "no scenes to tile: pass `scenes`, a `scan` folder/prefix that holds scenes, or "
+                "a `stac` search that finds Items"
             )
         target = store or default_store(storage)
-        options = {
-            "bands": bands,
-            "scale": scale,
-            "patch_size": patch_size,
-            "stride": stride,
-            "degradation": degradation,
-            "split": split,
-            "max_nodata_fraction": max_nodata_fraction,
-            "max_bright_fraction": max_bright_fraction,
-            "resampling": resampling,
-        }
         if credentials_block and dask_address:
             get_run_logger().warning(
                 "credentials_block %r applies to this flow run only: the tile tasks on the Dask "
@@ -178,12 +201,12 @@ def tile_sentinel2(
         one_at_a_time = store_backend(target) == "zarr"
         runner = _task_runner(dask_address, max_workers)
         results, failures = _tile_scenes.with_options(task_runner=runner)(
-            uris, target, options, one_at_a_time
+            uris, target, params, one_at_a_time
         )
         summary = summarise_tiling(target, results, failures)
         if failures:
             raise TilingFailed(
                 f"{len(failures)} of {len(uris)} scene(s) failed: "
-                + "; ".join(f"{f['scene_uri']}: {f['error']}" for f in failures)
+                + "; ".join(f"{f.scene_uri}: {f.error}" for f in failures)
             )
         return summary

@@ -1,8 +1,9 @@
-"""``s2-srgan``: local work without Prefect (train, super-resolve, presets).
+"""``s2-srgan``: local work without Prefect (tile, train, super-resolve, presets).
 
 One function per command. Each imports what it needs (torch, Lightning, the data library)
-inside itself, so ``--help`` and ``presets`` answer without loading them; a new command is a
-function and a subparser in :func:`build_parser`.
+inside itself, so ``--help`` and ``presets`` answer without loading them. A new command is a
+function and a subparser in :func:`build_parser`, or, when it has many options, a module of its
+own with an ``add_parser`` (as ``tile``, in :mod:`srgan.cli_tile`).
 
 Example::
 
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from srgan.cli_tile import add_parser as add_tile_parser
 
 
 def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
@@ -49,6 +52,7 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from datasets.errors import S2SRDataError
     from srgan.config import load_config
     from srgan.data import datamodule_for
     from srgan.train import fit
@@ -56,7 +60,11 @@ def _train(args: argparse.Namespace) -> int:
     overrides = parse_set(args.set)
     overrides.setdefault("data", {})["store"] = args.data
     cfg = load_config(args.config, overrides)
-    datamodule = datamodule_for(cfg.data)
+    try:
+        datamodule = datamodule_for(cfg.data)
+    except S2SRDataError as err:
+        print(f"s2-srgan: error: {err}", file=sys.stderr)
+        return 2
     result = fit(
         cfg,
         datamodule,
@@ -125,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--result-json", default=None, help="also write the result (rank 0's) to this file"
     )
     train.set_defaults(func=_train)
+
+    add_tile_parser(sub, parse_set)
 
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)

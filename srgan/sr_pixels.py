@@ -21,7 +21,7 @@ from torch import Tensor
 
 from datasets.cog_writer import CogWriter
 from datasets.degradation import UINT16_MAX
-from datasets.normalise import REFLECTANCE_SCALE
+from datasets.harmonise import STORED_SCALE
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene
 from srgan.tiled import Strip
@@ -74,7 +74,7 @@ def to_output(sr: np.ndarray, invalid: np.ndarray, dtype: OutputDType, nodata: f
         ``(C, H, W)`` array of ``dtype`` (``sr`` itself for float32).
     """
     if dtype == "float32":
-        out = np.divide(sr, np.float32(REFLECTANCE_SCALE), out=sr)
+        out = np.divide(sr, np.float32(STORED_SCALE), out=sr)
         out[:, invalid] = np.nan
         return out
     out = np.clip(np.rint(sr, out=sr), 0, UINT16_MAX, out=sr).astype(np.uint16)

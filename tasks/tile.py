@@ -1,12 +1,11 @@
-"""Tasks of ``tile-sentinel2``: check parameters, find scenes, tile one scene into the patch
-store, report progress, summarise."""
+"""Tasks of ``tile-sentinel2``: find scenes, tile one scene into the patch store, report
+progress, summarise what the store holds."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -20,31 +19,13 @@ from prefect.artifacts import (
 )
 from prefect.logging import get_run_logger
 
-from datasets.degradation import Degradation
-from datasets.errors import PatchStoreError, TilingError, is_transient
-from datasets.patch_store import store_version
+from datasets.errors import is_transient
 from datasets.scenes import find_scenes
-from datasets.scenes.bands import check_bands
-from datasets.split_policy import SplitPolicy
+from datasets.stac_search import StacSearch, search_scenes
 from datasets.store_backends import Backend, detect_backend
-from datasets.tiling import check_tiling_params, tile_scene
-
-
-def check_run_parameters(
-    bands: Sequence[str], scale: int, patch_size: int, stride: int | None
-) -> None:
-    """Refuse what every scene's task would refuse, once for the whole run (the filter
-    fractions are bounded by the flow's parameter schema already).
-
-    Raises:
-        TilingError: ``patch_size`` or ``stride`` is not a multiple of ``scale``, or a band name
-            is unknown or repeated.
-    """
-    check_tiling_params(scale, patch_size, patch_size if stride is None else stride)
-    try:
-        check_bands(bands)
-    except ValueError as err:
-        raise TilingError(f"bands: {err}") from None
+from datasets.tiling import TileResult, tile_scene
+from datasets.tiling_params import TilingParams
+from datasets.tiling_summary import TilingSummary, summarise_store
 
 
 class TilingProgress:
@@ -138,6 +119,19 @@ def find_scene_uris(scan: str) -> list[str]:
 
 
 @task(
+    name="search-stac",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=lambda task, run, state: _retryable(state),
+)
+def search_stac_scenes(search: StacSearch) -> list[str]:
+    """Item URLs of a STAC API search (least cloudy first)."""
+    found = search_scenes(search)
+    get_run_logger().info("found %d Item(s) in %s (%s)", len(found), search.url, search.collection)
+    return found
+
+
+@task(
     name="tile-scene",
     # transient errors (S3 hiccups, a lost Icechunk commit race) are retried; appends are idempotent
     retries=3,
@@ -146,19 +140,8 @@ def find_scene_uris(scan: str) -> list[str]:
     task_run_name=lambda: f"tile-{_scene_name()}",
 )
 def tile_one_scene(
-    scene_uri: str,
-    store: str,
-    bands: list[str],
-    scale: int,
-    patch_size: int,
-    stride: int | None,
-    degradation: Degradation,
-    split: SplitPolicy,
-    max_nodata_fraction: float,
-    max_bright_fraction: float | None,
-    resampling: str | None = None,
-    progress_id: UUID | None = None,
-) -> dict[str, Any]:
+    scene_uri: str, store: str, params: TilingParams, progress_id: UUID | None = None
+) -> TileResult:
     """Tile one scene; returns counts (never arrays). ``progress_id``: a :class:`TilingProgress`."""
     logger = get_run_logger()
 
@@ -167,21 +150,7 @@ def tile_one_scene(
             logger.info("%s: %d/%d rows of patches", scene_uri, done, total)
         TilingProgress.report_rows(progress_id, scene_uri, done / total)
 
-    result = tile_scene(
-        scene_uri,
-        store,
-        bands=bands,
-        scale=scale,
-        patch_size=patch_size,
-        stride=stride,
-        degradation=degradation,
-        split=split,
-        max_nodata_fraction=max_nodata_fraction,
-        max_bright_fraction=max_bright_fraction,
-        resampling=resampling,
-        progress=progress,
-    )
-    return {"scene_uri": scene_uri, **asdict(result)}
+    return tile_scene(scene_uri, store, params, progress=progress)
 
 
 def _scene_name() -> str:
@@ -201,47 +170,28 @@ def _retryable(state: Any) -> bool:
     return False
 
 
-def _latest_version(store: str) -> str | None:
-    """The store's version after every commit: tasks commit in any order, not in list order."""
-    try:
-        return store_version(store)
-    except PatchStoreError:
-        return None
+@dataclass(frozen=True)
+class TileFailure:
+    """A scene whose task failed: its URI and the error, in one line."""
+
+    scene_uri: str
+    error: str
 
 
 @task(name="summarise-tiling")
 def summarise_tiling(
-    store: str, results: list[dict[str, Any]], failures: list[dict[str, str]]
-) -> dict[str, Any]:
-    """Table artifact (per scene: kept/dropped and why) and a markdown summary."""
-    rows = [
-        {
-            "scene": r["scene_id"],
-            "kept": r["patches_kept"],
-            "val": r["patches_val"],
-            "dropped_nodata": r["dropped_nodata"],
-            "dropped_bright": r["dropped_bright"],
-            "dropped_straddling": r["dropped_straddling"],
-            "status": "already in store" if r["skipped_existing"] else "added",
-        }
-        for r in results
-    ] + [{"scene": f["scene_uri"], "kept": 0, "status": f"failed: {f['error']}"} for f in failures]
-    create_table_artifact(key="tile-sentinel2-scenes", table=rows, description="patches per scene")
-    kept = sum(r["patches_kept"] for r in results)
-    version = _latest_version(store) if results else None
-    summary = (
-        f"# Tiling summary\n\n- store: `{store}` (version `{version}`)\n"
-        f"- scenes: {len(results)} tiled "
-        f"({sum(r['skipped_existing'] for r in results)} already present), "
-        f"{len(failures)} failed\n- patches added: {kept}\n"
+    store: str, results: list[TileResult], failures: list[TileFailure]
+) -> TilingSummary:
+    """What the store holds for each scene of the run (not what the last attempt wrote): a table
+    artifact (kept, val, dropped per reason, harmonisation, mask) and a markdown summary; warns
+    when the store has no validation patches."""
+    summary = summarise_store(store, results, [(f.scene_uri, f.error) for f in failures])
+    create_table_artifact(
+        key="tile-sentinel2-scenes", table=summary.table(), description="patches per scene"
     )
     create_markdown_artifact(
-        key="tile-sentinel2-summary", markdown=summary, description="tiling summary"
+        key="tile-sentinel2-summary", markdown=summary.markdown(), description="tiling summary"
     )
-    return {
-        "store": store,
-        "version": version,
-        "patches_added": kept,
-        "scenes": len(results),
-        "failed": len(failures),
-    }
+    if summary.warning:
+        get_run_logger().warning(summary.warning)
+    return summary

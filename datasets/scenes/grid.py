@@ -75,6 +75,28 @@ class Grid:
             and self.transform.almost_equals(other.transform)
         )
 
+    def covers(self, other: Grid) -> bool:
+        """Whether this grid's extent holds ``other``'s (same CRS; up to half a pixel of this
+        grid at each edge, the rounding of a coarser grid)."""
+        if self.crs != other.crs:
+            return False
+        tol_x, tol_y = abs(self.transform.a) / 2, abs(self.transform.e) / 2
+        mine, theirs = self.bounds, other.bounds
+        return (
+            mine[0] <= theirs[0] + tol_x
+            and mine[1] <= theirs[1] + tol_y
+            and mine[2] >= theirs[2] - tol_x
+            and mine[3] >= theirs[3] - tol_y
+        )
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` in CRS units (north-up grids)."""
+        t = self.transform
+        xs = (t.c, t.c + t.a * self.width)
+        ys = (t.f, t.f + t.e * self.height)
+        return min(xs), min(ys), max(xs), max(ys)
+
     def rescaled(self, resolution: float) -> Grid:
         """A grid with the same upper-left corner and square ``resolution`` pixels that fits
         inside this grid's extent (partial pixels at the right/bottom edge are dropped)."""

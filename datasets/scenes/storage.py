@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import rasterio
@@ -201,6 +201,35 @@ class SceneStore:
                 if full != uri:
                     entries.append(Entry(name, full, item.get("type") == "directory"))
         return sorted(entries, key=lambda e: e.name)
+
+    def open_file(self, uri: str) -> IO[bytes]:
+        """A seekable binary file object of ``uri`` (S3 objects are read by ranges).
+
+        Raises:
+            FileNotFoundError: nothing exists at ``uri``.
+            SceneReadError: as :meth:`kind`.
+        """
+        if not is_s3(uri):
+            return open(uri, "rb")
+        try:
+            return self.s3.open(uri, "rb")  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            raise
+        except Exception as err:
+            failure = _s3_failure(f"Could not open {uri}", uri, err)
+            if failure is None:
+                raise
+            raise failure from err
+
+    def read_bytes(self, uri: str) -> bytes:
+        """The whole content of the (small) file ``uri``.
+
+        Raises:
+            FileNotFoundError: nothing exists at ``uri``.
+            SceneReadError: as :meth:`kind`.
+        """
+        with self.open_file(uri) as f:
+            return f.read()
 
     def join(self, uri: str, *names: str) -> str:
         """``uri`` with ``names`` appended as path components."""

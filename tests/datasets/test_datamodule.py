@@ -134,8 +134,11 @@ def test_empty_split_says_which_and_how_to_fix(scene: Path, tmp_path: Path) -> N
     only_train = SplitPolicy(mode="scene", val_fraction=0.0)
     tile_scene(str(scene), uri, patch_size=P, split=only_train, backend="zarr")
     dm = PatchDataModule(uri)
-    with pytest.raises(PatchStoreError, match=r"'val' split .* is empty.*SplitPolicy"):
+    with pytest.raises(PatchStoreError, match=r"'val' split .* is empty") as caught:
         dm.setup("fit")
+    # one scene: the advice that can change the outcome is a smaller block, not mode=scene
+    assert "smaller split.block_size" in str(caught.value) and uri in str(caught.value)
+    assert "cannot fill both splits" in str(caught.value)
 
 
 def test_version_is_pinned_while_scenes_are_appended(

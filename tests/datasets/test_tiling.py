@@ -218,14 +218,14 @@ def test_reads_one_row_of_windows_at_a_time(
     crop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     heights: list[int] = []
-    read = Scene.read
+    read = Scene.read_raw
 
     def spy(self: Scene, window: Window | None = None) -> np.ndarray:
         assert window is not None, "tiling must never read a whole scene"
         heights.append(int(window.height))
         return read(self, window)
 
-    monkeypatch.setattr(Scene, "read", spy)
+    monkeypatch.setattr(Scene, "read_raw", spy)
     progress: list[tuple[int, int]] = []
     tile_scene(
         str(crop),

@@ -111,7 +111,7 @@ def test_dask_workers_write_the_s3_store_a_sequential_run_writes(
     a = store_info(f"{bucket}/dask-test/sequential.zarr")
     b = store_info(f"{bucket}/dask-test/dask.zarr")
     assert (a.n_patches, a.bands, a.degradation) == (b.n_patches, b.bands, b.degradation)
-    assert parallel.result()["patches_added"] == sum(a.n_patches.values())
+    assert parallel.result().patches_added == sum(a.n_patches.values())
 
     runs = _tile_runs(parallel)
     assert len(runs) == len(scenes) and all(r.state.is_completed() for r in runs)

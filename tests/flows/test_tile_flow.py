@@ -13,9 +13,11 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 import pytest
+from data.s2_products.stac import BBOX, COLLECTION
 from loopback import refusing_url
 from rasterio.windows import Window
 from scene_crops import write_crop
+from stac_api import StacCatalogue
 
 import tasks.tile
 from datasets.patch_store import open_patch_store, store_info, store_version
@@ -90,8 +92,9 @@ def _task_runs(state: Any) -> list[Any]:
 
 
 def _table(state: Any) -> dict[str, dict[str, Any]]:
+    """The per-scene rows of the scenes table (without its whole-store row)."""
     rows = json.loads(_artifacts(state)["tile-sentinel2-scenes"].data)
-    return {row["scene"]: row for row in rows}
+    return {row["scene"]: row for row in rows if row["scene"] != "(whole store)"}
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +123,13 @@ def test_tiles_every_scene_into_the_store_with_artifacts(first_run: Run) -> None
     assert all(row["status"] == "added" for row in table.values())
     for name in names[:-1]:
         row = table[name]
-        dropped = row["dropped_nodata"] + row["dropped_bright"] + row["dropped_straddling"]
+        dropped = sum(row[f"dropped_{r}"] for r in ("nodata", "masked", "bright", "straddling"))
         assert row["kept"] + dropped == WINDOWS_PER_BIGEARTHNET
     assert table["T18SVG_crop"]["kept"] == 4
     kept = sum(row["kept"] for row in table.values())
-    assert sum(info.n_patches.values()) == kept == summary["patches_added"]
+    assert sum(info.n_patches.values()) == kept == summary.patches_added
     assert info.n_patches["val"] == sum(row["val"] for row in table.values())
-    assert summary["version"] == info.version
+    assert summary.version == info.version
     ds = open_patch_store(default_store(str(first_run.storage)))
     assert Counter(ds["scene_id"].values.tolist()) == {n: table[n]["kept"] for n in names}
     assert "UTM zone 18N" in ds.attrs["crs"]["T18SVG_crop"]
@@ -140,7 +143,7 @@ def test_rerun_with_the_same_scenes_adds_nothing(first_run: Run) -> None:
     before = store_version(store)
     state = _tile(first_run.storage, scenes=first_run.scenes)
     assert state.is_completed(), state.message
-    assert state.result()["patches_added"] == 0
+    assert state.result().patches_added == 0
     assert {row["status"] for row in _table(state).values()} == {"already in store"}
     assert store_version(store) == before
 
@@ -380,3 +383,40 @@ def test_row_progress_is_also_shown_after_ten_seconds(monkeypatch: pytest.Monkey
         clock[0] = 10.5  # 10 s after the start: shown although under 5 % more
         TilingProgress.report_rows(progress.id, "a", 0.03)
         assert reported == pytest.approx([3.0])
+
+
+def test_scenes_from_a_stac_search_through_the_flow(
+    prefect_api: None,
+    stac_catalogue: StacCatalogue,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The STAC search and COG read path end to end: Items found in the loopback STAC API,
+    their COG assets read windowed from the loopback S3, harmonised as each Item says."""
+    options = stac_catalogue.options
+    monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", options["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options["secret"])
+    stac = {"url": stac_catalogue.api.url, "collection": COLLECTION, "bbox": list(BBOX)}
+    state = _tile(tmp_path / "storage", stac=stac, patch_size=64, masks={"source": "none"})
+    assert state.is_completed(), state.message
+    table = _table(state)
+    assert set(table) == set(stac_catalogue.items)
+    sources = {row["harmonisation"].split(",")[0] for row in table.values()}
+    assert sources == {"stac-item", "product-metadata"}
+    ds = open_patch_store(default_store(str(tmp_path / "storage")))
+    per_scene = [ds["hr"].values[ds["scene_id"].values == item] for item in stac_catalogue.items]
+    assert all(patches.tobytes() == per_scene[0].tobytes() for patches in per_scene)
+    assert "/search" in stac_catalogue.api.requests
+
+
+def test_a_store_without_validation_patches_is_flagged(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path
+) -> None:
+    no_val = SplitPolicy(mode="scene", val_fraction=0.0)
+    state = _tile(tmp_path / "storage", scenes=[str(bigearthnet_dirs[0])], split=no_val)
+    assert state.is_completed()
+    artifacts = _artifacts(state)
+    assert "holds no validation patches" in artifacts["tile-sentinel2-summary"].data
+    rows = json.loads(artifacts["tile-sentinel2-scenes"].data)
+    assert "holds no validation patches" in rows[-1]["status"]

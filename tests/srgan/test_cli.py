@@ -94,3 +94,15 @@ def test_super_resolve_writes_a_cog_and_overwrites_only_when_asked(
     assert json.loads(capsys.readouterr().out)["weights"] == "generator"
     with rasterio.open(out) as cog:
         assert cog.dtypes[0] == "float32"
+
+
+def test_train_on_a_store_without_validation_patches_is_one_line(capsys, small_scene, tmp_path):
+    store = str(tmp_path / "no-val.zarr")
+    tile_scene(
+        str(small_scene), store, patch_size=16, split=SplitPolicy(mode="block", val_fraction=0)
+    )
+    code = main(["train", "--data", store, "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert store in err and "'val' split" in err and "split.block_size" in err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,167 @@
+"""The harmonisation rule on its own: arithmetic, clamping, where the decision comes from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from data.s2_products.metadata import product_metadata_xml
+
+from datasets.errors import HarmonisationError
+from datasets.harmonise import (
+    Harmonisation,
+    HarmonisationParam,
+    ItemRadiometry,
+    RadiometryHints,
+    decide,
+    name_evidence,
+)
+from datasets.scenes.product_metadata import parse_product_metadata
+
+BANDS = ("B02", "B08")
+ESA = Harmonisation("product-metadata", "test", {"B02": -1000.0, "B08": -1000.0})
+
+
+def test_offset_is_removed_and_nodata_kept() -> None:
+    dn = np.array([[[0, 1000, 1001, 2534, 65535]], [[0, 1, 999, 11000, 5000]]], dtype=np.uint16)
+    values, clamped = ESA.apply(dn, BANDS, None)
+    assert values.dtype == np.uint16
+    assert values.tolist() == [[[0, 1, 1, 1534, 64535]], [[0, 1, 1, 10000, 4000]]]
+    # DN 1000 (reflectance 0), DN 1 and DN 999 (negative) are clamped; DN 0 is nodata
+    assert clamped == 3
+    assert ESA.count_clamped(dn, BANDS, None) == 3
+
+
+def test_declared_nodata_becomes_zero() -> None:
+    dn = np.array([[[65535, 3000]]], dtype=np.uint16)
+    values, _ = ESA.apply(dn, ("B02",), 65535)
+    assert values.tolist() == [[[0, 2000]]]
+
+
+def test_quantification_rescales_to_10000() -> None:
+    eight_bit = Harmonisation("parameter", "test", {}, quantification=255)
+    values, clamped = eight_bit.apply(np.array([[[0, 255, 51]]], dtype=np.uint8), ("B02",), None)
+    assert values.tolist() == [[[0, 10000, 2000]]] and clamped == 0
+
+
+def test_identity_returns_the_digital_numbers_untouched() -> None:
+    dn = np.array([[[0, 5, 70]]], dtype=np.int16)
+    identity = Harmonisation("undated", "test")
+    values, clamped = identity.apply(dn, ("B02",), None)
+    assert values is dn and clamped == 0
+
+
+def test_restore_puts_the_offset_back() -> None:
+    assert ESA.restore(np.array([[[0.0, 1534.0]]]), ("B02",)).tolist() == [[[0.0, 2534.0]]]
+
+
+def test_record_round_trips() -> None:
+    assert Harmonisation.from_record(ESA.to_record(BANDS)) == ESA
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["S2B_MSIL1C_20180101T1_N0500_R054_T18SVG_20230101T174012"], ("2023-01-01", "05.00")),
+        (["T33UUP_20211231T100031_B02.jp2"], ("2021-12-31", None)),
+        (["S2A_MSIL2A_20170613T101031_0_45"], ("2017-06-13", None)),
+        (["B02.tif", "crop_scene"], (None, None)),
+        (["T33UUP_20231399T000000"], (None, None)),  # not a date
+    ],
+)
+def test_names_tell_dates_and_baselines(names: list[str], expected: tuple) -> None:
+    dated, baseline = name_evidence(names)
+    assert (str(dated) if dated else None, baseline) == expected
+
+
+def _metadata(level: str = "2A", baseline: str = "05.10", offset: int | None = -1000):
+    xml = product_metadata_xml(level, "P.SAFE", baseline, "2023-06-15T10:00:00Z", offset)
+    return parse_product_metadata(xml.encode(), "P.SAFE/MTD.xml")
+
+
+def test_product_metadata_is_read_with_esa_band_ids() -> None:
+    for level in ("1C", "2A"):
+        meta = _metadata(level)
+        assert meta.level == f"L{level}" and meta.baseline == "05.10"
+        assert meta.quantification == 10000 and len(meta.offsets) == 13
+        assert meta.offsets["B8A"] == -1000 and str(meta.sensing_date) == "2023-06-15"
+
+
+@pytest.mark.parametrize(
+    ("xml", "says"),
+    [
+        (b"<not-xml", "not valid XML"),
+        (b"<metadata/>", "not a Level-1C/2A user product"),
+        (
+            product_metadata_xml("1C", "P", "04.00", "2023-01-01", None).encode(),
+            "no RADIO_ADD_OFFSET",
+        ),
+        (
+            product_metadata_xml("2A", "P", "04.00", "2023-01-01", None).encode(),
+            "no BOA_ADD_OFFSET",
+        ),
+    ],
+    ids=["not-xml", "foreign", "l1c-without-offsets", "l2a-without-offsets"],
+)
+def test_unreadable_metadata_is_refused_with_the_parameter_to_set(xml: bytes, says: str) -> None:
+    with pytest.raises(HarmonisationError, match=says) as caught:
+        parse_product_metadata(xml, "P.SAFE/MTD_MSIL1C.xml")
+    assert "harmonisation=" in str(caught.value) and "P.SAFE/MTD_MSIL1C.xml" in str(caught.value)
+
+
+def test_product_metadata_wins_over_the_item_and_the_parameter() -> None:
+    item = ItemRadiometry("item", offset_applied=True)
+    hints = RadiometryHints(metadata=_metadata(), item=item, names=["x_20230101"])
+    chosen = decide(hints, HarmonisationParam(offset=0), "scene", BANDS)
+    assert chosen.source == "product-metadata" and chosen.offset("B02") == -1000
+
+
+def test_unreadable_metadata_without_parameter_fails_and_with_one_uses_it() -> None:
+    broken = HarmonisationError("broken metadata")
+    with pytest.raises(HarmonisationError, match="broken metadata"):
+        decide(RadiometryHints(metadata=broken), None, "scene", BANDS)
+    chosen = decide(RadiometryHints(metadata=broken), HarmonisationParam(offset=-1000), "s", BANDS)
+    assert chosen.source == "parameter" and chosen.offset("B08") == -1000
+
+
+@pytest.mark.parametrize(
+    ("item", "offset", "detail"),
+    [
+        (ItemRadiometry("i", offset_applied=True, baseline="05.09"), 0, "boa_offset_applied"),
+        (
+            ItemRadiometry("i", band_scaling={b: (0.0001, -0.1) for b in BANDS}),
+            -1000,
+            "raster:bands",
+        ),
+        (ItemRadiometry("i", baseline="05.09"), -1000, "s2:processing_baseline 05.09"),
+        (ItemRadiometry("i", baseline="03.01"), 0, "s2:processing_baseline 03.01"),
+    ],
+    ids=["flag", "raster-bands", "baseline-after", "baseline-before"],
+)
+def test_stac_item_radiometry(item: ItemRadiometry, offset: float, detail: str) -> None:
+    chosen = decide(RadiometryHints(item=item), HarmonisationParam(offset=-7), "s", BANDS)
+    assert chosen.source == "stac-item" and detail in chosen.detail
+    assert chosen.offset("B02") == pytest.approx(offset) and chosen.quantification == 10000
+
+
+def test_an_item_without_radiometry_falls_back_to_the_parameter() -> None:
+    hints = RadiometryHints(item=ItemRadiometry("i"), names=["i", "20230101"])
+    assert decide(hints, HarmonisationParam(offset=-1000), "s", BANDS).source == "parameter"
+    with pytest.raises(HarmonisationError, match="date 2023-01-01"):
+        decide(hints, None, "s", BANDS)
+
+
+@pytest.mark.parametrize(
+    ("names", "source"),
+    [(["T33UUP_20211231T100031_B02.jp2"], "name"), (["B02.tif"], "undated")],
+)
+def test_names_before_2022_or_none_store_as_read(names: list[str], source: str) -> None:
+    chosen = decide(RadiometryHints(names=names), None, "scene", BANDS)
+    assert chosen.source == source and chosen.is_identity(BANDS)
+
+
+@pytest.mark.parametrize(
+    "names", [["T33UUP_20220125T100031_B02.jp2"], ["S2A_MSIL1C_20180101T1_N0400_R054_T1_2018"]]
+)
+def test_names_from_the_offset_date_or_baseline_on_are_refused(names: list[str]) -> None:
+    with pytest.raises(HarmonisationError, match=r"harmonisation=\{'offset': -1000\}"):
+        decide(RadiometryHints(names=names), None, "the/scene", BANDS)
