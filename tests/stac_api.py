@@ -128,8 +128,18 @@ class StacApi:
                 {"rel": "self", "href": self.url, "type": "application/json"},
                 {"rel": "root", "href": self.url, "type": "application/json"},
                 {"rel": "conformance", "href": f"{self.url}/conformance"},
-                {"rel": "search", "href": f"{self.url}/search", "method": "GET"},
-                {"rel": "search", "href": f"{self.url}/search", "method": "POST"},
+                {
+                    "rel": "search",
+                    "href": f"{self.url}/search",
+                    "method": "GET",
+                    "type": "application/geo+json",
+                },
+                {
+                    "rel": "search",
+                    "href": f"{self.url}/search",
+                    "method": "POST",
+                    "type": "application/geo+json",
+                },
             ],
         }
 
