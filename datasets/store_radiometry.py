@@ -14,6 +14,7 @@ from typing import Any
 
 from datasets.errors import TilingError
 from datasets.harmonise import OFFSET_BASELINE, OFFSET_DATE, baseline_tuple, name_evidence
+from datasets.store_backends import StorageOptions, read_snapshot
 from datasets.store_version import Manifest, SceneEntry
 
 PRE_2022_ASSUMED = "pre-2022 assumed"
@@ -55,3 +56,31 @@ def check_store_radiometry(manifest: Manifest, uri: str) -> None:
             "reflectance too bright; adding scenes would mix two radiometries. Tile all scenes "
             "into a new store."
         )
+
+
+def scene_rows(
+    uri: str, version: str | None = None, storage_options: StorageOptions = None
+) -> list[dict[str, Any]]:
+    """One row per scene of the store at ``version``: patches, harmonisation and cloud mask
+    (for training reports).
+
+    Raises:
+        PatchStoreError: no store or no such version at ``uri``.
+    """
+    rows = []
+    for entry in read_snapshot(uri, version, storage_options).manifest.scenes:
+        radiometry = scene_radiometry(entry)
+        offsets = sorted(set(radiometry.get("offsets", {}).values()))
+        rows.append(
+            {
+                "scene": entry.scene_id,
+                "train": entry.n_train,
+                "val": entry.n_val,
+                "harmonisation": radiometry["source"],
+                "baseline": radiometry.get("baseline") or "",
+                "offset": ", ".join(f"{o:g}" for o in offsets) or "0",
+                "clamped": radiometry.get("clamped_pixels", ""),
+                "mask": (entry.masks or {}).get("source", "unrecorded"),
+            }
+        )
+    return rows

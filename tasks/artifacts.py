@@ -12,6 +12,8 @@ import fsspec
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from datasets.errors import PatchStoreError
+from datasets.store_radiometry import scene_rows
 from datasets.version import software_version
 from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
 from srgan.train import FitResult
@@ -108,6 +110,26 @@ class TrainingArtifacts:
         )
 
 
+def training_data_markdown(store: str | None, version: str | None) -> str:
+    """The scenes of the store version a run trained on: patches, harmonisation, cloud mask."""
+    if not store:
+        return "(no patch store recorded)"
+    try:
+        rows = scene_rows(store, version)
+    except PatchStoreError as err:
+        return f"(scenes unavailable: {err})"
+    lines = [
+        "| scene | train | val | harmonisation | baseline | offset | clamped px | cloud mask |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['scene']} | {r['train']} | {r['val']} | {r['harmonisation']} | {r['baseline']} "
+        f"| {r['offset']} | {r['clamped']} | {r['mask']} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 @task(name="register-training-artifacts")
 def register_training_artifacts(
     result: FitResult, config: TrainingConfig, key_prefix: str = "srgan"
@@ -130,6 +152,7 @@ def register_training_artifacts(
         f"| {r['metric']} | {r['srgan']} | {r['bicubic']} | {r['gain']:+} |" for r in rows
     )
     curve = curve_markdown(result.metric_history, config.validation.best_metric)
+    data = training_data_markdown(config.data.store, result.store_version)
     report = f"""# SRGAN training report
 
 - run directory: `{result.run_dir}`
@@ -148,6 +171,10 @@ def register_training_artifacts(
 ## Validation during training
 
 {curve}
+
+## Training data
+
+{data}
 
 ## Configuration
 

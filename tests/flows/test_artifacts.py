@@ -47,3 +47,23 @@ def test_no_validation_says_so() -> None:
 def test_history_without_the_best_metric_marks_no_row() -> None:
     table = curve_markdown(_history(3, best=1), "sam")
     assert "(best)" not in table and _iterations(table) == ["100", "200", "300"]
+
+
+def test_the_report_lists_each_scene_with_its_harmonisation(s2_products, tmp_path) -> None:
+    from datasets.tiling import tile_scene
+    from datasets.tiling_params import TilingParams
+    from tasks.artifacts import training_data_markdown
+
+    store = str(tmp_path / "p.zarr")
+    params = TilingParams(patch_size=64, scale=4)
+    tile_scene(str(s2_products.l2a_2023_zip), store, params)
+    last = tile_scene(str(s2_products.pre2022_l1c), store, params)
+    table = training_data_markdown(store, last.version)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    l2a = rows["S2B_MSIL2A_20230615T155619_N0510_R054_T18SVG_20230615T180112"]
+    assert "| product-metadata | 05.10 | -1000 | 256 | scl |" in l2a
+    assert (
+        "| product-metadata | 02.08 | 0 | 0 | none |"
+        in rows["S2B_MSIL1C_20200101T155619_N0208_R054_T18SVG_20200101T174012"]
+    )
+    assert "scenes unavailable" in training_data_markdown(str(tmp_path / "nowhere"), None)

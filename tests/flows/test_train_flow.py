@@ -153,6 +153,8 @@ def test_run_registers_plausible_artifacts(
     assert result.fit.metric_history and "(best)" in curve
     assert f"| {int(result.fit.metric_history[-1]['iteration'])}" in curve
     assert "- software: s2-srgan " in report
+    data = report.split("## Training data", 1)[1].split("##", 1)[0]
+    assert data.count("\n|") >= 3 and "| harmonisation |" in data  # header, rule, scenes
     preview = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", artifacts["srgan-preview"].data)
     assert preview and base64.b64decode(preview.group(1)).startswith(b"\x89PNG")
 
