@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from bench.tiling import RESULTS_DIR, RESULTS_MD, peak_rss_bytes, raw_floor
+from bench.tiling import RESULTS_DIR, peak_rss_bytes, raw_floor, update_results_md
 
 SECTION = "## Tiling products as delivered (issue #11)"
 BUCKET = "s2sr-bench-delivered"
@@ -210,19 +209,6 @@ def markdown(summaries: list[dict], machine: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def update_results_md(content: str, path: Path = RESULTS_MD) -> None:
-    """Replace this section's generated block in ``path``."""
-    begin, end = "<!-- bench:delivered -->", "<!-- /bench:delivered -->"
-    block = f"{begin}\n{content.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = f"{text.rstrip()}\n\n{SECTION}\n\n{block}\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.delivered", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one pair each; prints only")
@@ -260,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"command": command.strip(), "machine": info, "pairs": summaries}
     (RESULTS_DIR / name).write_text(json.dumps(payload, indent=1, default=str) + "\n")
     if not args.quick:
-        update_results_md(table)
+        update_results_md(table, name="delivered", section=SECTION)
     return 0
 
 

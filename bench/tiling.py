@@ -276,19 +276,22 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_results_md(content: str, path: Path = RESULTS_MD) -> None:
-    """Replace the generated block of this section in ``path``; other sections stay as they are."""
-    begin, end = "<!-- bench:tiling -->", "<!-- /bench:tiling -->"
+def update_results_md(
+    content: str, path: Path = RESULTS_MD, name: str = "tiling", section: str = SECTION
+) -> None:
+    """Replace the generated block ``name`` of ``section`` in ``path``; other sections stay as
+    they are."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{begin}\n{content.strip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
-    elif SECTION in text:
-        at = text.index(SECTION) + len(SECTION)
+    elif section in text:
+        at = text.index(section) + len(section)
         text = f"{text[:at]}\n\n{block}\n{text[at:]}"
     else:
-        text = f"{text.rstrip()}\n\n{SECTION}\n\n{block}\n"
+        text = f"{text.rstrip()}\n\n{section}\n\n{block}\n"
     path.write_text(text)
 
 

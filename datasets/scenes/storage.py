@@ -104,6 +104,21 @@ def _s3_failure(what: str, uri: str, err: Exception) -> SceneReadError | None:
     return None
 
 
+@contextlib.contextmanager
+def _s3_errors(what: str, uri: str) -> Iterator[None]:
+    """Turn an s3fs/botocore failure into the :class:`SceneReadError` that says what to do;
+    ``FileNotFoundError`` passes through (callers decide what a missing object means)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        failure = _s3_failure(what, uri, err)
+        if failure is None:
+            raise
+        raise failure from err
+
+
 def _credentials_hint(uri: str) -> str:
     return (
         f"Access to {uri} was denied: check the S3 credentials (storage_options key/secret/token, "
@@ -164,14 +179,10 @@ class SceneStore:
             path = Path(uri)
             return "dir" if path.is_dir() else "file" if path.is_file() else None
         try:
-            info = self.s3.info(uri)
+            with _s3_errors(f"Could not query {uri}", uri):
+                info = self.s3.info(uri)
         except FileNotFoundError:
             return None
-        except Exception as err:
-            failure = _s3_failure(f"Could not query {uri}", uri, err)
-            if failure is None:
-                raise
-            raise failure from err
         return "dir" if info.get("type") == "directory" else "file"
 
     def listdir(self, uri: str) -> list[Entry]:
@@ -185,15 +196,8 @@ class SceneStore:
             with os.scandir(uri) as it:
                 entries = [Entry(e.name, str(Path(uri) / e.name), e.is_dir()) for e in it]
         else:
-            try:
+            with _s3_errors(f"Could not list {uri}", uri):
                 items = self.s3.ls(uri, detail=True)
-            except FileNotFoundError:
-                raise
-            except Exception as err:
-                failure = _s3_failure(f"Could not list {uri}", uri, err)
-                if failure is None:
-                    raise
-                raise failure from err
             entries = []
             for item in items:
                 name = item["name"].rstrip("/").rsplit("/", 1)[-1]
@@ -211,15 +215,8 @@ class SceneStore:
         """
         if not is_s3(uri):
             return open(uri, "rb")
-        try:
+        with _s3_errors(f"Could not open {uri}", uri):
             return self.s3.open(uri, "rb")  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            raise
-        except Exception as err:
-            failure = _s3_failure(f"Could not open {uri}", uri, err)
-            if failure is None:
-                raise
-            raise failure from err
 
     def read_bytes(self, uri: str) -> bytes:
         """The whole content of the (small) file ``uri``.
