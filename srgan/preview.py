@@ -80,8 +80,13 @@ def save_preview(grid: np.ndarray, path: str | Path) -> str:
     return str(path)
 
 
+def preview_name(iteration: int) -> str:
+    """File name of the preview written at ``iteration``."""
+    return f"preview_{iteration:08d}.png"
+
+
 def write_previews(grid: np.ndarray, folder: str, iteration: int) -> str:
     """Save ``grid`` as ``preview_<iteration>.png`` and ``latest.png`` in ``folder``; the first."""
     folder = folder.rstrip("/")
     save_preview(grid, f"{folder}/latest.png")
-    return save_preview(grid, f"{folder}/preview_{iteration:08d}.png")
+    return save_preview(grid, f"{folder}/{preview_name(iteration)}")

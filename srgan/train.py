@@ -11,7 +11,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import lightning
 import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
@@ -19,10 +21,25 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
-from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
+from datasets.lease import Lease
+from srgan.checkpointing import (
+    BEST,
+    IterationCheckpoint,
+    finished_under,
+    load_checkpoint,
+    resume_point,
+)
 from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
 from srgan.devices import device_name
 from srgan.module import SRGANModule
+from srgan.preview import preview_name
+from srgan.run_folder import (
+    LeaseGuard,
+    is_finished,
+    is_launching_process,
+    run_lease,
+    training_limits,
+)
 from srgan.run_log import RunCSVLogger
 from srgan.validation_recorder import ValidationRecorder
 
@@ -49,6 +66,8 @@ class FitResult:
         device: What it trained on (e.g. ``cpu (2 threads)``); ``precision`` in which precision.
         metric_history: ``{"iteration", "val_metrics/*"}`` of every validation of the run.
         store_version: The patch-store version the run read (``data.version``).
+        already_finished: The run had already trained as far as asked: nothing was trained,
+            validated or written, and the values come from its checkpoint.
     """
 
     run_dir: str
@@ -63,6 +82,7 @@ class FitResult:
     precision: str
     metric_history: list[dict[str, float]] = field(default_factory=list)
     store_version: str | None = None
+    already_finished: bool = False
 
     @property
     def checkpoint(self) -> str:
@@ -235,27 +255,83 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = False,
     final_validation: bool = True,
+    owner: str | None = None,
 ) -> FitResult:
     """Train (or continue training) an SRGAN into ``run_dir``.
 
-    If ``resume`` and ``<run_dir>/checkpoints`` holds a loadable ``last.ckpt`` (or its previous
-    copy), training continues from it with optimizer, scheduler, EMA, iteration counter, data
-    position and RNG states restored; if it holds none, training starts fresh (from ``init_from``
-    if given).
+    The run folder's lease is taken first (:mod:`srgan.run_folder`): while another owner trains
+    into ``run_dir`` this raises at once, before anything is written. If ``resume`` and
+    ``<run_dir>/checkpoints`` holds a loadable ``last.ckpt`` (or its previous copy), training
+    continues from it with optimizer, scheduler, EMA, iteration counter, data position and RNG
+    states restored; if it holds none, training starts fresh (from ``init_from`` if given). A run
+    that already trained as far as ``config`` asks is left as it is: nothing is trained, validated
+    or written, and the result (``already_finished``) comes from its checkpoint.
+
+    Args:
+        owner: who trains (default: this process). A run started again by the same owner (a
+            retry of the same flow run) takes the folder over from its crashed attempt.
 
     Returns:
         a :class:`FitResult` with the final validation metrics (EMA weights) and checkpoint paths.
 
     Raises:
+        LeaseHeldError: another owner is training into ``run_dir``.
         CheckpointError: ``resume`` and the run's checkpoints exist but none loads (the files are
             left in place; training does not restart from iteration 0).
         InitCheckpointError: ``init_from`` has another architecture than the config.
+        StorageError: ``run_dir`` is on S3 and its bucket is missing, refused or unreachable.
     """
+    run_dir = str(run_dir)
+    if not is_launching_process():  # a DDP rank of a run whose rank 0 holds the lease
+        return _fit(
+            config,
+            datamodule,
+            run_dir,
+            resume,
+            init_from,
+            callbacks,
+            progress_bar,
+            final_validation,
+            None,
+        )
+    with run_lease(run_dir, owner) as lease:
+        return _fit(
+            config,
+            datamodule,
+            run_dir,
+            resume,
+            init_from,
+            callbacks,
+            progress_bar,
+            final_validation,
+            lease,
+        )
+
+
+def _fit(
+    config: TrainingConfig,
+    datamodule: LightningDataModule,
+    run_dir: str,
+    resume: bool,
+    init_from: str | None,
+    callbacks: Sequence[Callback],
+    progress_bar: bool,
+    final_validation: bool,
+    lease: Lease | None,
+) -> FitResult:
+    ckpt_dir = f"{run_dir.rstrip('/')}/checkpoints"
+    found = resume_point(ckpt_dir) if resume else None
+    resume_from = found[0] if found else None
+    if found is not None and is_finished(found[1], config, finished_under(found[1])):
+        return _already_finished(config, run_dir, *found)
     lightning.seed_everything(config.trainer.seed, workers=True, verbose=False)
     module = SRGANModule(config)
-    recorder = ValidationRecorder(config.validation, f"{str(run_dir).rstrip('/')}/previews")
-    trainer, last = build_trainer(config, run_dir, [recorder, *callbacks], progress_bar)
-    resume_from = find_resume_checkpoint(last.dirpath) if resume else None
+    recorder = ValidationRecorder(config.validation, f"{run_dir.rstrip('/')}/previews")
+    guard = [LeaseGuard(lease)] if lease is not None else []
+    trainer, last = build_trainer(config, run_dir, [recorder, *callbacks, *guard], progress_bar)
+    last.limits = training_limits(config)
+    if resume_from == last.last_path:
+        last.last_loads = True  # it just loaded
     if resume_from is None and init_from:
         warm_start(module, init_from)
     if resume_from:
@@ -272,7 +348,7 @@ def fit(
     best = trainer.checkpoint_callback
     best_path = best.best_model_path if isinstance(best, ModelCheckpoint) else ""
     return FitResult(
-        run_dir=str(run_dir),
+        run_dir=run_dir,
         iteration=module.iteration,
         metrics=metrics,
         last_checkpoint=last.last_path if last.last_saved_iteration is not None else None,
@@ -284,4 +360,39 @@ def fit(
         device=device_name(trainer.strategy.root_device),
         precision=str(trainer.precision),
         store_version=config.data.version,
+    )
+
+
+def _already_finished(
+    config: TrainingConfig, run_dir: str, checkpoint_uri: str, checkpoint: dict[str, Any]
+) -> FitResult:
+    """The result of a run that had already trained as far as asked, read from its files."""
+    state = checkpoint.get("srgan", {})
+    iteration = int(state.get("iteration", 0))
+    trained_with = checkpoint.get("hyper_parameters", {}).get("config", {})
+    fs = fsspec.core.url_to_fs(run_dir)[0]
+    best = f"{run_dir.rstrip('/')}/checkpoints/{BEST}"
+    preview = f"{run_dir.rstrip('/')}/previews/{preview_name(iteration)}"
+    log.info(
+        "run %s is finished: it trained to iteration %d (limits %s); nothing to do, nothing was "
+        "written. Raise schedule.max_iterations (or trainer.max_epochs) to train on, or train "
+        "into another run key.",
+        run_dir,
+        iteration,
+        training_limits(config),
+    )
+    return FitResult(
+        run_dir=run_dir,
+        iteration=iteration,
+        metrics=dict(state.get("val_metrics", {})),
+        last_checkpoint=checkpoint_uri,
+        best_checkpoint=best if fs.exists(fsspec.core.url_to_fs(best)[1]) else None,
+        preview=preview if fs.exists(fsspec.core.url_to_fs(preview)[1]) else None,
+        metric_history=[dict(row) for row in state.get("val_history", [])],
+        resumed_from=checkpoint_uri,
+        seconds=0.0,
+        device="none (already finished)",
+        precision=str(trained_with.get("trainer", {}).get("precision") or "unknown"),
+        store_version=trained_with.get("data", {}).get("version"),
+        already_finished=True,
     )
