@@ -16,6 +16,7 @@ import icechunk
 from zarr.abc.store import Store
 
 from datasets.errors import PatchStoreError, StoreConflictError
+from datasets.storage_errors import storage_error
 
 BRANCH = "main"
 
@@ -89,8 +90,12 @@ def readonly_store(
     try:
         repo = icechunk.Repository.open(storage)
     except icechunk.IcechunkError as err:
+        storage_failure = storage_error(err, uri, storage_options)
+        if storage_failure is not None:
+            raise storage_failure from err
         raise PatchStoreError(
-            f"no Icechunk patch store at {uri}: {err}. Check the URI and storage_options."
+            f"no Icechunk patch store at {uri}: {_first_line(err)}. Check the URI and "
+            "storage_options."
         ) from err
     try:
         if version is None:
@@ -99,10 +104,17 @@ def readonly_store(
             session = repo.readonly_session(snapshot_id=version)
     except icechunk.IcechunkError as err:
         raise PatchStoreError(
-            f"version {version!r} is not a snapshot of the Icechunk patch store {uri}: {err}. "
+            f"version {version!r} is not a snapshot of the Icechunk patch store {uri}: "
+            f"{_first_line(err)}. "
             "Check the version recorded by the training run and the store URI."
         ) from err
     return session.store, str(session.snapshot_id)
+
+
+def _first_line(err: BaseException) -> str:
+    """The headline of an Icechunk error (the rest is Rust context, for developers)."""
+    lines = [line.strip(" x|") for line in str(err).splitlines() if line.strip(" x|")]
+    return lines[0] if lines else type(err).__name__
 
 
 def writable_session(repo: Any) -> Any:

@@ -21,6 +21,7 @@ from zarr.storage import FsspecStore, LocalStore
 
 from datasets import icechunk_store
 from datasets.errors import PatchStoreError
+from datasets.storage_errors import diagnose_missing, storage_errors
 from datasets.store_layout import open_layout
 from datasets.store_version import Manifest, resolve_version
 
@@ -56,17 +57,22 @@ def zarr_store(uri: str, storage_options: StorageOptions, *, read_only: bool) ->
 
 
 def detect_backend(uri: str, storage_options: StorageOptions = None) -> Backend | None:
-    """Backend of the store at ``uri``, or ``None`` if there is none yet."""
+    """Backend of the store at ``uri``, or ``None`` if there is none yet.
+
+    Raises:
+        StorageError: the store's bucket refused the request or the endpoint did not answer.
+    """
     path = local_path(uri)
     if path is not None:
         if (path / "zarr.json").exists():
             return "zarr"
         return "icechunk" if path.is_dir() and icechunk_store.exists(uri) else None
-    fs, root = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
-    if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-        return "zarr"
-    if urlparse(uri).scheme in ("s3", "s3a") and icechunk_store.exists(uri, storage_options):
-        return "icechunk"
+    with storage_errors(uri, storage_options):
+        fs, root = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+        if fs.exists(f"{root.rstrip('/')}/zarr.json"):
+            return "zarr"
+        if urlparse(uri).scheme in ("s3", "s3a") and icechunk_store.exists(uri, storage_options):
+            return "icechunk"
     return None
 
 
@@ -86,18 +92,22 @@ def read_snapshot(uri: str, version: str | None, storage_options: StorageOptions
 
     Raises:
         PatchStoreError: no store at ``uri``, no committed scene, or an unknown ``version``.
+        StorageError: the store is on S3 and its bucket or prefix is missing, the access is
+            refused or the endpoint does not answer.
     """
     backend = detect_backend(uri, storage_options)
     if backend is None:
+        diagnose_missing(uri, storage_options)  # a missing bucket or prefix is said as such
         raise PatchStoreError(
             f"no patch store at {uri}; tile scenes into it first (datasets.tiling.tile_scene or "
             "the tile-sentinel2 flow), or check the URI and storage_options"
         )
-    if backend == "icechunk":
-        store, resolved = icechunk_store.readonly_store(uri, version, storage_options)
-    else:
-        store = zarr_store(uri, storage_options, read_only=True)
-    group = open_layout(store, uri)
+    with storage_errors(uri, storage_options):
+        if backend == "icechunk":
+            store, resolved = icechunk_store.readonly_store(uri, version, storage_options)
+        else:
+            store = zarr_store(uri, storage_options, read_only=True)
+        group = open_layout(store, uri)
     attrs = root_attrs(group) if group is not None else {}
     manifest = Manifest.from_attrs(attrs)
     if backend == "zarr":

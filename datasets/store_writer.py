@@ -1,12 +1,16 @@
 """Appending scenes to a patch store, one all-or-nothing, idempotent commit per scene.
 
 Appends to one local store are serialised by a lock file beside it, so threads and processes
-may share a store. On object storage, run one writer per store at a time: Icechunk detects a
-concurrent commit and refuses it (re-run: appends are idempotent); plain Zarr cannot detect it.
+may share a store. On object storage, Icechunk detects a concurrent commit and refuses it
+(re-run: appends are idempotent); appends to a plain Zarr store take turns through a lease
+beside the store (:mod:`datasets.lease`). After every append the scene is looked up in the
+committed manifest: an append that lost a race raises :class:`StoreConflictError` (transient,
+run it again) and never reports success.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +24,8 @@ from zarr.abc.store import Store
 
 from datasets import icechunk_store
 from datasets.errors import StoreConflictError, StoreMismatchError
+from datasets.lease import Lease, LeaseHeldError, LeaseLostError, this_process
+from datasets.storage_errors import check_bucket, storage_errors
 from datasets.store_backends import (
     DEFAULT_BACKEND,
     Backend,
@@ -43,6 +49,9 @@ from datasets.store_layout import (
     write_pixels,
 )
 from datasets.store_version import Manifest, SceneEntry, manifest_version, with_version
+
+#: Seconds an append to a plain Zarr store on object storage waits for another writer's turn.
+LEASE_WAIT = 600.0
 
 Commit = Callable[[zarr.Group, Manifest, str], str]
 """Publishes a written scene: ``commit(group, new_manifest, message) -> version``."""
@@ -96,6 +105,8 @@ class PatchStoreWriter:
         self.backend: Backend = existing or backend or DEFAULT_BACKEND
         if existing is not None:
             self._check_existing()
+        else:  # a new store: its bucket must exist (nothing creates buckets)
+            check_bucket(self.uri, storage_options)
 
     def _check_existing(self) -> None:
         store = self._read_only_tip()
@@ -167,7 +178,12 @@ class PatchStoreWriter:
         first = next(iterator, None)
         if first is None:
             return AppendResult(scene_id, 0, False, None)
-        with local_lock(local_path(self.uri)), self._session() as (store, commit):
+        with (
+            storage_errors(self.uri, self.storage_options),
+            local_lock(local_path(self.uri)),
+            self._turn() as lease,
+            self._session(lease) as (store, commit),
+        ):
             result = self._append_in(
                 store, commit, scene_id, crs, source, chain([first], iterator), record
             )
@@ -175,7 +191,48 @@ class PatchStoreWriter:
             return AppendResult(
                 scene_id, 0, True, read_snapshot(self.uri, None, self.storage_options).version
             )
+        self._check_committed(scene_id, source, result)
         return result
+
+    def _check_committed(self, scene_id: str, source: str | None, result: AppendResult) -> None:
+        """Refuse to report an append whose scene is not in the committed manifest.
+
+        Raises:
+            StoreConflictError: another writer's commit replaced this one (transient).
+        """
+        entry = self.committed().entry(scene_id)
+        if entry is None or entry.count != result.n_patches or entry.source != source:
+            raise StoreConflictError(
+                f"scene {scene_id} was written to patch store {self.uri} but is not in its "
+                "committed manifest: another writer committed over it. Appends are idempotent: "
+                "run it again (the tile-sentinel2 flow retries by itself)"
+            )
+
+    @contextmanager
+    def _turn(self) -> Iterator[Lease | None]:
+        """This writer's turn on a plain Zarr store on object storage (a lease); else nothing
+        (Icechunk refuses racing commits itself, local stores take turns under a lock file)."""
+        if self.backend != "zarr" or local_path(self.uri) is not None:
+            yield None
+            return
+        parent, _, name = self.uri.rstrip("/").rpartition("/")
+        lease = Lease(
+            f"{parent}/.{name}.lease",
+            # one owner per append: two appends of one process must not share a turn
+            f"{this_process()}, append {random.getrandbits(32):08x}",
+            what=f"plain Zarr patch store {self.uri}",
+            storage_options=self.storage_options,
+        )
+        try:
+            lease.acquire(wait=LEASE_WAIT, poll=1.0 + random.random())
+        except LeaseHeldError as err:
+            raise StoreConflictError(
+                f"{err}. Waited {LEASE_WAIT:.0f} s for that writer; run the append again"
+            ) from err
+        try:
+            yield lease
+        finally:
+            lease.release()
 
     def _append_in(
         self,
@@ -240,12 +297,17 @@ class PatchStoreWriter:
         return manifest
 
     @contextmanager
-    def _session(self) -> Iterator[tuple[Store, Commit]]:
+    def _session(self, lease: Lease | None) -> Iterator[tuple[Store, Commit]]:
         """A writable store and the function that commits a scene written to it."""
         if self.backend == "zarr":
             store = zarr_store(self.uri, self.storage_options, read_only=False)
 
             def commit_zarr(group: zarr.Group, manifest: Manifest, message: str) -> str:
+                if lease is not None:
+                    try:  # still this writer's turn (a stalled writer's lease may have expired)
+                        lease.renew()
+                    except LeaseLostError as err:
+                        raise StoreConflictError(f"{err}; run the append again") from err
                 version = manifest_version(self.params.to_attrs(), manifest)
                 history = with_version(
                     root_attrs(group).get("versions", []), version, manifest.n_patches
