@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets.errors import OutputError
+from datasets.storage_errors import check_bucket, storage_error, storage_errors
 
 # Outputs are asked for from Python, the flows and the CLI; name the way to overwrite in each.
 _OVERWRITE = "overwrite=True (--overwrite on the s2-srgan command line)"
@@ -42,25 +43,19 @@ def check_output(
     Creates missing local parent folders; writes and removes a probe file next to ``out``.
 
     Raises:
-        OutputError: ``out`` exists (and not ``overwrite``), is a folder, its folder cannot be
-            created or written, or its S3 bucket does not exist or cannot be reached.
+        OutputError: ``out`` exists (and not ``overwrite``), is a folder, or its folder cannot
+            be created or written.
+        StorageError: ``out`` is on S3 and its bucket does not exist, the access is refused,
+            or the endpoint does not answer (a 403 is never read as a missing bucket).
     """
     if is_remote(out):
         if not out.startswith("s3://"):
             raise OutputError(f"output {out}: only local paths and s3:// URIs are supported")
-        try:
-            fs = _s3(storage_options)
-            bucket = out.removeprefix("s3://").split("/", 1)[0]
-            if not fs.exists(bucket):
-                raise OutputError(f"output {out}: bucket {bucket} does not exist; create it")
-            if fs.exists(out) and not overwrite:
-                raise OutputError(
-                    f"output {out} exists; remove it, or set {_OVERWRITE} to replace it"
-                )
-        except OutputError:
-            raise
-        except Exception as err:  # s3fs/botocore raise many types for access problems
-            raise OutputError(f"output {out} cannot be reached: {err}") from err
+        check_bucket(out, storage_options)
+        with storage_errors(out, storage_options):
+            exists = _s3(storage_options).exists(out)
+        if exists and not overwrite:
+            raise OutputError(f"output {out} exists; remove it, or set {_OVERWRITE} to replace it")
         return
     path = local_path(out)
     if path.is_dir():
@@ -98,7 +93,8 @@ def publish(
         try:
             _s3(storage_options).put_file(str(local), out)
         except Exception as err:  # s3fs/botocore raise many types for access problems
-            raise OutputError(f"uploading {out} failed: {err}") from err
+            failure = storage_error(err, out, storage_options)
+            raise failure or OutputError(f"uploading {out} failed: {err}") from err
         return out
     path = local_path(out)
     if path.exists() and not overwrite:

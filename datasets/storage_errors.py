@@ -124,8 +124,8 @@ def access_denied(uri: str, storage_options: StorageOptions = None, code: str = 
     """The one-line message for a refused request."""
     return (
         f"access to {uri} denied ({code}) at {endpoint(storage_options)} with "
-        f"{credential_source(storage_options)}: check the secret key (or session token) and "
-        "that the bucket policy allows this user to list, read and write it"
+        f"{credential_source(storage_options)}: check these credentials (secret key, session "
+        "token) and that the bucket policy allows them to list, read and write it"
     )
 
 

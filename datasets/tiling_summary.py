@@ -8,7 +8,7 @@ once, as the store holds it; drop counts come from the attempt that wrote the sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,14 +113,16 @@ def _harmonisation_label(entry: SceneEntry) -> str:
     return f"{record['source']}{offset}" + (f", {clamped} clamped" if clamped else "")
 
 
-def _row(result: TileResult, entry: SceneEntry | None) -> SceneRow:
+def _row(result: TileResult, entry: SceneEntry | None, present: Collection[str] | None) -> SceneRow:
     dropped = {
         "nodata": result.dropped_nodata,
         "masked": result.dropped_masked,
         "bright": result.dropped_bright,
         "straddling": result.dropped_straddling,
     }
-    status = "already in store" if result.skipped_existing else "added"
+    # a recomputed task (lost Dask worker) finds its own commit: the run still added the scene
+    found = result.skipped_existing if present is None else result.scene_id in present
+    status = "already in store" if found else "added"
     if entry is None:
         return SceneRow(result.scene_id, status, dropped=dropped)
     masks = entry.masks or {}
@@ -129,7 +131,7 @@ def _row(result: TileResult, entry: SceneEntry | None) -> SceneRow:
         status,
         entry.count,
         entry.n_val,
-        {} if result.skipped_existing else dropped,
+        {} if found else dropped,
         _harmonisation_label(entry),
         str(masks.get("source", "unrecorded")),
     )
@@ -140,6 +142,7 @@ def summarise_store(
     results: Sequence[TileResult],
     failures: Sequence[tuple[str, str]],
     storage_options: dict[str, Any] | None = None,
+    present_before: Collection[str] | None = None,
 ) -> TilingSummary:
     """Summarise a tiling run from its results and the store's committed manifest.
 
@@ -148,13 +151,16 @@ def summarise_store(
         results: One per scene tiled (or found already present).
         failures: ``(scene URI, error)`` per scene that failed.
         storage_options: s3fs options of the store.
+        present_before: Ids of the scenes the store held before the run; the run added the
+            others (``None``: as the results say, which counts a scene committed by an attempt
+            whose worker was lost as already present).
     """
     try:
         snapshot = read_snapshot(store, None, storage_options)
         manifest, version = snapshot.manifest, snapshot.version
     except PatchStoreError:
         manifest, version = Manifest(), None
-    rows = [_row(result, manifest.entry(result.scene_id)) for result in results]
+    rows = [_row(result, manifest.entry(result.scene_id), present_before) for result in results]
     rows += [SceneRow(uri, f"failed: {error}") for uri, error in failures]
     return TilingSummary(
         store,

@@ -26,6 +26,7 @@ from datasets.harmonise import HarmonisationParam
 from datasets.scenes import DEFAULT_BANDS
 from datasets.split_policy import SplitPolicy
 from datasets.stac_search import StacSearch
+from datasets.store_backends import Backend
 from datasets.tiling import TileResult
 from datasets.tiling_params import MaskPolicy, ResamplingName, TilingParams
 from datasets.tiling_summary import TilingSummary
@@ -35,6 +36,7 @@ from tasks.tile import (
     TileFailure,
     TilingProgress,
     find_scene_uris,
+    scenes_in_store,
     search_stac_scenes,
     store_backend,
     summarise_tiling,
@@ -69,7 +71,11 @@ def _tile_task(n_scenes: int) -> Task[..., TileResult]:
 
 @flow(name="tile-scenes")
 def _tile_scenes(
-    scenes: list[str], store: str, params: TilingParams, one_at_a_time: bool
+    scenes: list[str],
+    store: str,
+    params: TilingParams,
+    one_at_a_time: bool,
+    backend: Backend | None = None,
 ) -> tuple[list[TileResult], list[TileFailure]]:
     """Tile every scene; ``one_at_a_time`` waits for each scene before submitting the next."""
     tile = tile_one_scene if one_at_a_time else _tile_task(len(scenes))
@@ -80,12 +86,15 @@ def _tile_scenes(
         def finished() -> Iterator[tuple[str, PrefectFuture[TileResult]]]:
             if one_at_a_time:
                 for uri in scenes:
-                    future = tile.submit(uri, store, params, progress_id=progress.id)
+                    future = tile.submit(
+                        uri, store, params, backend=backend, progress_id=progress.id
+                    )
                     future.wait()
                     yield uri, future
             else:
                 futures = [
-                    tile.submit(uri, store, params, progress_id=progress.id) for uri in scenes
+                    tile.submit(uri, store, params, backend=backend, progress_id=progress.id)
+                    for uri in scenes
                 ]
                 yield from zip(scenes, futures, strict=True)
 
@@ -117,6 +126,7 @@ def tile_sentinel2(
     masks: MaskPolicy = MaskPolicy(),
     harmonisation: HarmonisationParam | None = None,
     resampling: ResamplingName | None = None,
+    backend: Backend | None = None,
     dask_address: str | None = None,
     max_workers: Annotated[int, Field(ge=1)] = 2,
     credentials_block: str | None = None,
@@ -146,11 +156,14 @@ def tile_sentinel2(
             from 2022-01-25 on (product metadata and STAC Items take precedence).
         resampling: resample bands of coarser native resolution (e.g. B05 with B02) onto the
             finest band's grid with this method; without it such band sets are refused.
+        backend: ``icechunk`` (default for a new store) or ``zarr`` (plain Zarr v3). An
+            existing store keeps its own; asking for the other one fails the run before any
+            scene is read.
         dask_address: run the per-scene tasks on the Dask scheduler at this address (e.g.
             ``tcp://scheduler:8786``) instead of local threads. Its workers need this project
             installed and read S3 credentials from their own environment (``AWS_*``).
-        max_workers: threads for the local task runner. Scenes go into an existing plain-Zarr
-            store one at a time whatever the runner, since it cannot detect concurrent writers.
+        max_workers: threads for the local task runner. Scenes go into a plain-Zarr store one
+            at a time whatever the runner: its appends take turns through a lease anyway.
         credentials_block: name of a ``Secret`` block holding the ``AWS_*`` variables for S3
             (default: the worker's environment, ``~/.aws`` or the instance role). With
             ``dask_address`` it applies to this flow run only (scanning, summary): the Dask
@@ -197,13 +210,14 @@ def tile_sentinel2(
                 "cluster read S3 credentials from their workers' own environment",
                 credentials_block,
             )
-        # plain Zarr cannot tell that another writer appended meanwhile: one scene at a time
-        one_at_a_time = store_backend(target) == "zarr"
+        # plain Zarr appends take turns (a lease): submitting them all at once gains nothing
+        one_at_a_time = store_backend(target, backend) == "zarr"
+        present = scenes_in_store(target)
         runner = _task_runner(dask_address, max_workers)
         results, failures = _tile_scenes.with_options(task_runner=runner)(
-            uris, target, params, one_at_a_time
+            uris, target, params, one_at_a_time, backend
         )
-        summary = summarise_tiling(target, results, failures)
+        summary = summarise_tiling(target, results, failures, present)
         if failures:
             raise TilingFailed(
                 f"{len(failures)} of {len(uris)} scene(s) failed: "

@@ -5,8 +5,10 @@ run key defaults to the flow run id, so a retry (automatic, or ``prefect flow-ru
 after a crash) finds its own ``last.ckpt`` and continues from the saved iteration. Bad input
 fails the run at its first attempt: the config and overrides are parsed before any task starts,
 and an input error (see ``tasks.train.INPUT_ERRORS``: store missing or not matching, init-from
-architecture, unloadable checkpoints, NaN loss, a missing or malformed ``credentials_block``)
-ends the run's remaining retries.
+architecture, unloadable checkpoints, NaN loss, a missing or malformed ``credentials_block``,
+storage that refuses access or lacks the bucket or prefix, a run folder in use by another run)
+ends the run's remaining retries and is logged as one line (its traceback at DEBUG level).
+A second run with the run key of a run still training is refused at once, naming that run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import Field
 from srgan.train import FitResult
 from tasks.artifacts import TrainingArtifacts, register_training_artifacts
 from tasks.credentials import s3_credentials
+from tasks.error_logs import one_line_input_errors
 from tasks.storage import default_store, run_dir
 from tasks.train import end_flow_retries, fit_srgan, is_input_error, training_config
 
@@ -59,6 +62,7 @@ def train_srgan(
         credentials_block: name of a ``Secret`` block holding the ``AWS_*`` variables for S3
             (default: the worker's environment, ``~/.aws`` or the instance role).
     """
+    one_line_input_errors(is_input_error)
     key = run_key or str(runtime.flow_run.id)
     try:
         with s3_credentials(credentials_block):
@@ -67,7 +71,9 @@ def train_srgan(
                 config, overrides or {}, store or default_store(storage), max_iterations, max_epochs
             )
             result = fit_srgan(cfg, run_dir(storage, key), init_from=init_from)
-            keys = register_training_artifacts(result, cfg)
+            # the report shows the config the run trained with, its store version pinned
+            data = cfg.data.model_copy(update={"version": result.store_version})
+            keys = register_training_artifacts(result, cfg.model_copy(update={"data": data}))
     except Exception as err:
         if is_input_error(err):  # another attempt would fail the same way
             end_flow_retries()

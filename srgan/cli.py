@@ -52,19 +52,14 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from datasets.errors import S2SRDataError
     from srgan.config import load_config
-    from srgan.data import datamodule_for
+    from srgan.data import pinned_datamodule
     from srgan.train import fit
 
     overrides = parse_set(args.set)
     overrides.setdefault("data", {})["store"] = args.data
-    cfg = load_config(args.config, overrides)
-    try:
-        datamodule = datamodule_for(cfg.data)
-    except S2SRDataError as err:
-        print(f"s2-srgan: error: {err}", file=sys.stderr)
-        return 2
+    # errors the user can fix (a missing store, an empty split) are one line: see main()
+    cfg, datamodule = pinned_datamodule(load_config(args.config, overrides))
     result = fit(
         cfg,
         datamodule,
@@ -72,6 +67,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=not args.fresh,
         init_from=args.init_from,
         progress_bar=sys.stderr.isatty(),
+        owner=args.run_owner,
     )
     text = json.dumps(asdict(result), indent=2)
     print(text)
@@ -132,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--result-json", default=None, help="also write the result (rank 0's) to this file"
     )
+    train.add_argument(
+        "--run-owner",
+        default=None,
+        help="who trains into --run-dir (default: this process); a later run with the same "
+        "owner takes the run folder over at once, another one is refused while it trains",
+    )
     train.set_defaults(func=_train)
 
     add_tile_parser(sub, parse_set)
@@ -164,12 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; errors the user can fix are printed as one line, exit status 2."""
+    """Run the CLI; errors the user can fix are printed as one line, exit status 2 (the
+    traceback goes to the log at DEBUG level)."""
+    from datasets.errors import S2SRDataError
+    from srgan.checkpointing import CheckpointError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError) as err:  # a ConfigError is a ValueError
+    # a ConfigError is a ValueError
+    except (FileNotFoundError, ValueError, S2SRDataError, CheckpointError) as err:
+        logging.getLogger(__name__).debug("s2-srgan %s failed", args.command, exc_info=True)
         print(f"s2-srgan: error: {err}", file=sys.stderr)
         return 2
 

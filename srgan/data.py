@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datasets.datamodule import PatchDataModule
 from datasets.errors import StoreMismatchError
-from srgan.config import DataConfig
+from srgan.config import DataConfig, TrainingConfig
 
 
 def datamodule_for(data: DataConfig, stage: str = "fit") -> PatchDataModule:
@@ -34,3 +34,16 @@ def datamodule_for(data: DataConfig, stage: str = "fit") -> PatchDataModule:
             "data.bands/data.scale to match the store or tile a store with the config's bands"
         )
     return dm
+
+
+def pinned_datamodule(config: TrainingConfig) -> tuple[TrainingConfig, PatchDataModule]:
+    """The datamodule of ``config.data`` and ``config`` with the store version it opened set
+    as ``data.version``: the checkpoints, the result and the report then name the exact data
+    the run trained on, whether it was started from the CLI or a flow.
+
+    Raises:
+        PatchStoreError, StoreMismatchError, StorageError: as :func:`datamodule_for`.
+    """
+    dm = datamodule_for(config.data)
+    data = config.data.model_copy(update={"version": dm.store_version})
+    return config.model_copy(update={"data": data}), dm

@@ -1,4 +1,8 @@
-"""A Lightning callback reporting training progress to Prefect (logs and a progress artifact)."""
+"""A Lightning callback reporting training progress to Prefect (logs and a progress artifact).
+
+A flow run has one progress artifact, whatever its attempts: a retry that resumes training
+continues the artifact of the crashed attempt instead of leaving it behind at its last value.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,45 @@ from typing import Any
 from uuid import UUID
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from prefect import runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 #: Key of the training run's progress artifact.
 PROGRESS_KEY = "srgan-training-progress"
+
+
+def _flow_run_artifact(key: str) -> UUID | None:
+    """The id of this flow run's artifact ``key`` made by an earlier attempt, if any."""
+    flow_run_id = runtime.flow_run.id
+    if not flow_run_id:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    only = ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(flow_run_id))]),
+        key=ArtifactFilterKey(any_=[key]),
+    )
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=only, limit=1)
+    return found[0].id if found else None
+
+
+def report_progress(progress: float, description: str, key: str = PROGRESS_KEY) -> UUID:
+    """Set this flow run's progress artifact ``key`` (created by the first attempt, continued by
+    the retries); returns its id."""
+    existing = _flow_run_artifact(key)
+    if existing is None:
+        return create_progress_artifact(  # type: ignore[return-value]
+            progress=progress, key=key, description=description
+        )
+    update_progress_artifact(existing, progress=progress, description=description)
+    return existing
 
 
 class PrefectProgress(Callback):
@@ -48,10 +86,10 @@ class PrefectProgress(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.total = planned_iterations(trainer, self.max_iterations)
         iteration = int(getattr(pl_module, "iteration", 0))
-        self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
-            progress=self._percent(iteration),
-            key=self.key,
-            description=f"SRGAN training: iteration {iteration} of {self.total or '?'}",
+        self.artifact_id = report_progress(
+            self._percent(iteration),
+            f"SRGAN training: iteration {iteration} of {self.total or '?'}",
+            self.key,
         )
 
     def on_train_batch_end(

@@ -19,10 +19,10 @@ from prefect.artifacts import (
 )
 from prefect.logging import get_run_logger
 
-from datasets.errors import is_transient
+from datasets.errors import PatchStoreError, StoreMismatchError, is_transient
 from datasets.scenes import find_scenes
 from datasets.stac_search import StacSearch, search_scenes
-from datasets.store_backends import Backend, detect_backend
+from datasets.store_backends import DEFAULT_BACKEND, Backend, detect_backend, read_snapshot
 from datasets.tiling import TileResult, tile_scene
 from datasets.tiling_params import TilingParams
 from datasets.tiling_summary import TilingSummary, summarise_store
@@ -100,9 +100,34 @@ _ACTIVE_PROGRESS: dict[UUID, TilingProgress] = {}
     retry_delay_seconds=5,
     retry_condition_fn=lambda task, run, state: _retryable(state),
 )
-def store_backend(store: str) -> Backend | None:
-    """Backend of the store (``icechunk`` or ``zarr``), ``None`` if there is none yet."""
-    return detect_backend(store)
+def store_backend(store: str, requested: Backend | None = None) -> Backend:
+    """The backend the run's appends use: the store's own, else ``requested``, else the default.
+
+    Raises:
+        StoreMismatchError: the store exists with the other backend than ``requested``.
+    """
+    existing = detect_backend(store)
+    if existing is not None and requested is not None and requested != existing:
+        raise StoreMismatchError(
+            f"patch store {store} uses the {existing!r} backend, not {requested!r}; leave "
+            f"backend unset (or {existing!r}), or choose a new store URI"
+        )
+    return existing or requested or DEFAULT_BACKEND
+
+
+@task(
+    name="scenes-in-store",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=lambda task, run, state: _retryable(state),
+)
+def scenes_in_store(store: str) -> list[str]:
+    """Ids of the scenes the store holds now (none for a new store): the summary tells the
+    scenes a run added from those it found, whatever its tasks' attempts reported."""
+    try:
+        return [entry.scene_id for entry in read_snapshot(store, None, None).manifest.scenes]
+    except PatchStoreError:
+        return []
 
 
 @task(
@@ -140,9 +165,14 @@ def search_stac_scenes(search: StacSearch) -> list[str]:
     task_run_name=lambda: f"tile-{_scene_name()}",
 )
 def tile_one_scene(
-    scene_uri: str, store: str, params: TilingParams, progress_id: UUID | None = None
+    scene_uri: str,
+    store: str,
+    params: TilingParams,
+    progress_id: UUID | None = None,
+    backend: Backend | None = None,
 ) -> TileResult:
-    """Tile one scene; returns counts (never arrays). ``progress_id``: a :class:`TilingProgress`."""
+    """Tile one scene; returns counts (never arrays). ``progress_id``: a :class:`TilingProgress`;
+    ``backend``: that of a new store."""
     logger = get_run_logger()
 
     def progress(done: int, total: int) -> None:
@@ -150,7 +180,7 @@ def tile_one_scene(
             logger.info("%s: %d/%d rows of patches", scene_uri, done, total)
         TilingProgress.report_rows(progress_id, scene_uri, done / total)
 
-    return tile_scene(scene_uri, store, params, progress=progress)
+    return tile_scene(scene_uri, store, params, backend=backend, progress=progress)
 
 
 def _scene_name() -> str:
@@ -180,12 +210,17 @@ class TileFailure:
 
 @task(name="summarise-tiling")
 def summarise_tiling(
-    store: str, results: list[TileResult], failures: list[TileFailure]
+    store: str,
+    results: list[TileResult],
+    failures: list[TileFailure],
+    present_before: list[str] | None = None,
 ) -> TilingSummary:
     """What the store holds for each scene of the run (not what the last attempt wrote): a table
     artifact (kept, val, dropped per reason, harmonisation, mask) and a markdown summary; warns
-    when the store has no validation patches."""
-    summary = summarise_store(store, results, [(f.scene_uri, f.error) for f in failures])
+    when the store has no validation patches. ``present_before``: the scenes the store held
+    when the run began (:func:`scenes_in_store`); the others count as added."""
+    failed = [(f.scene_uri, f.error) for f in failures]
+    summary = summarise_store(store, results, failed, present_before=present_before)
     create_table_artifact(
         key="tile-sentinel2-scenes", table=summary.table(), description="patches per scene"
     )

@@ -12,26 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import task
-from prefect.artifacts import create_progress_artifact
+from prefect import runtime, task
 from prefect.logging import get_run_logger
 
 from datasets.errors import PatchStoreError, is_transient
+from datasets.lease import LeaseHeldError
+from datasets.storage_errors import StorageError
 from srgan.checkpointing import CheckpointError
 from srgan.config import ConfigError, TrainingConfig, load_config
-from srgan.data import datamodule_for
+from srgan.data import pinned_datamodule
 from srgan.module import NonFiniteLossError
 from srgan.train import FitResult, InitCheckpointError, devices_per_node, fit
 from tasks.credentials import CredentialsBlockError
-from tasks.progress import PROGRESS_KEY, PrefectProgress
+from tasks.progress import PrefectProgress, report_progress
 
 # Library loggers whose records should reach the Prefect run logs.
 LIBRARY_LOGGERS = ("srgan", "datasets", "lightning.pytorch")
 
 #: Failures that another attempt would only repeat: the input is wrong, not the moment. A bad
 #: config, a missing/empty/mismatched store, an init-from checkpoint of another architecture,
-#: checkpoints that do not load, a NaN loss (the resumed run replays the same steps), and a
-#: missing or malformed credentials block.
+#: checkpoints that do not load, a NaN loss (the resumed run replays the same steps), a
+#: missing or malformed credentials block, storage that refuses the credentials or lacks the
+#: bucket or prefix (an unreachable endpoint is transient), and a run folder in use by another
+#: run.
 INPUT_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     CredentialsBlockError,
@@ -39,6 +42,8 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     InitCheckpointError,
     CheckpointError,
     NonFiniteLossError,
+    StorageError,
+    LeaseHeldError,
 )
 
 #: Variables torchrun (torch.distributed.run) sets in every rank it starts.
@@ -119,6 +124,16 @@ def local_processes(config: TrainingConfig) -> tuple[TrainingConfig, int]:
     return config.model_copy(update={"trainer": t}), devices_per_node(t)
 
 
+def run_owner() -> str | None:
+    """The owner of the run folder for this flow run: ``flow run <id>`` (None outside one).
+
+    A retry of the flow run (automatic, or ``prefect flow-run retry``) is the same owner, so it
+    takes the run folder over from its crashed attempt at once.
+    """
+    flow_run_id = runtime.flow_run.id
+    return f"flow run {flow_run_id}" if flow_run_id else None
+
+
 def fit_with_torchrun(
     config: TrainingConfig, run_dir: str, init_from: str | None, processes: int
 ) -> FitResult:
@@ -155,6 +170,9 @@ def fit_with_torchrun(
         ]
         if init_from:
             command += ["--init-from", init_from]
+        owner = run_owner()
+        if owner:
+            command += ["--run-owner", owner]
         logger.info("training on %d devices: %s", processes, " ".join(command[2:6]))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
         with subprocess.Popen(
@@ -170,11 +188,7 @@ def fit_with_torchrun(
                 f"{ranks.returncode}); the ranks' messages are in the run logs above"
             )
         result = FitResult(**json.loads(result_path.read_text()))
-    create_progress_artifact(
-        progress=100.0,
-        key=PROGRESS_KEY,
-        description=f"SRGAN training on {processes} devices: iteration {result.iteration}",
-    )
+    report_progress(100.0, f"SRGAN training on {processes} devices: iteration {result.iteration}")
     return result
 
 
@@ -222,10 +236,8 @@ def fit_srgan(
     handlers = _bridge_logs()
     try:
         config, processes = local_processes(config)
-        datamodule = datamodule_for(config.data)
         # the run records the exact store version it read (inside every checkpoint's config)
-        data = config.data.model_copy(update={"version": datamodule.store_version})
-        config = config.model_copy(update={"data": data})
+        config, datamodule = pinned_datamodule(config)
         if processes > 1:
             if callbacks:
                 raise ValueError("callbacks cannot reach the torchrun ranks of a multi-device fit")
@@ -237,6 +249,7 @@ def fit_srgan(
             resume=True,
             init_from=init_from,
             callbacks=[progress_for(config), *callbacks],
+            owner=run_owner(),
         )
     finally:
         for name, handler in zip(LIBRARY_LOGGERS, handlers, strict=True):

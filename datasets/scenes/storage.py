@@ -24,6 +24,15 @@ from rasterio.io import DatasetReader
 from rasterio.session import AWSSession
 
 from datasets.errors import SceneFetchError, SceneReadError, is_transient
+from datasets.storage_errors import (
+    BucketMissingError,
+    StorageAccessDenied,
+    StorageError,
+    access_denied,
+    bucket_missing,
+    check_bucket,
+    storage_error,
+)
 
 # How S3 and GDAL word a refused request; GDAL passes on the server's message when there is one.
 _DENIED = (
@@ -91,10 +100,14 @@ def fetch_failed(what: str, reason: str | BaseException) -> SceneFetchError:
     )
 
 
-def _s3_failure(what: str, uri: str, err: Exception) -> SceneReadError | None:
-    """The SceneReadError for an s3fs/botocore failure, ``None`` for errors of another kind."""
-    if isinstance(err, PermissionError):
-        return SceneReadError(_credentials_hint(uri))
+def _s3_failure(
+    what: str, uri: str, err: Exception, storage_options: Mapping[str, Any] | None = None
+) -> SceneReadError | StorageError | None:
+    """The error to raise for an s3fs/botocore failure, ``None`` for errors of another kind:
+    access, bucket and endpoint failures as every entry point says them (StorageError)."""
+    storage_failure = storage_error(err, uri, storage_options)
+    if storage_failure is not None:
+        return storage_failure
     if is_transient(err):
         return fetch_failed(what, err)
     if isinstance(err, OSError):
@@ -105,25 +118,22 @@ def _s3_failure(what: str, uri: str, err: Exception) -> SceneReadError | None:
 
 
 @contextlib.contextmanager
-def _s3_errors(what: str, uri: str) -> Iterator[None]:
-    """Turn an s3fs/botocore failure into the :class:`SceneReadError` that says what to do;
-    ``FileNotFoundError`` passes through (callers decide what a missing object means)."""
+def _s3_errors(
+    what: str, uri: str, storage_options: Mapping[str, Any] | None = None
+) -> Iterator[None]:
+    """Turn an s3fs/botocore failure into the error that says what to do (a
+    :class:`~datasets.storage_errors.StorageError` for access, bucket and endpoint failures, else
+    a :class:`SceneReadError`); ``FileNotFoundError`` passes through (callers decide what a
+    missing object means)."""
     try:
         yield
     except FileNotFoundError:
         raise
     except Exception as err:
-        failure = _s3_failure(what, uri, err)
+        failure = _s3_failure(what, uri, err, storage_options)
         if failure is None:
             raise
         raise failure from err
-
-
-def _credentials_hint(uri: str) -> str:
-    return (
-        f"Access to {uri} was denied: check the S3 credentials (storage_options key/secret/token, "
-        "or the AWS_* environment variables) and that they may read this bucket."
-    )
 
 
 class SceneStore:
@@ -179,9 +189,10 @@ class SceneStore:
             path = Path(uri)
             return "dir" if path.is_dir() else "file" if path.is_file() else None
         try:
-            with _s3_errors(f"Could not query {uri}", uri):
+            with _s3_errors(f"Could not query {uri}", uri, self.storage_options):
                 info = self.s3.info(uri)
         except FileNotFoundError:
+            check_bucket(uri, self.storage_options)  # a missing bucket is said as such
             return None
         return "dir" if info.get("type") == "directory" else "file"
 
@@ -196,7 +207,7 @@ class SceneStore:
             with os.scandir(uri) as it:
                 entries = [Entry(e.name, str(Path(uri) / e.name), e.is_dir()) for e in it]
         else:
-            with _s3_errors(f"Could not list {uri}", uri):
+            with _s3_errors(f"Could not list {uri}", uri, self.storage_options):
                 items = self.s3.ls(uri, detail=True)
             entries = []
             for item in items:
@@ -215,7 +226,7 @@ class SceneStore:
         """
         if not is_s3(uri):
             return open(uri, "rb")
-        with _s3_errors(f"Could not open {uri}", uri):
+        with _s3_errors(f"Could not open {uri}", uri, self.storage_options):
             return self.s3.open(uri, "rb")  # type: ignore[no-any-return]
 
     def read_bytes(self, uri: str) -> bytes:
@@ -293,11 +304,9 @@ class SceneStore:
         except RasterioError as err:
             message = gdal_message(err)
             if any(token in message.lower() for token in _DENIED):
-                raise SceneReadError(_credentials_hint(uri)) from err
+                raise StorageAccessDenied(access_denied(uri, self.storage_options), uri) from err
             if "bucket does not exist" in message:
-                raise SceneReadError(
-                    f"The bucket of {uri} does not exist; check the bucket name and endpoint."
-                ) from err
+                raise BucketMissingError(bucket_missing(uri, self.storage_options), uri) from err
             if self.remote and looks_unavailable(err):
                 raise fetch_failed(f"Cannot open {uri}", message) from err
             raise SceneReadError(

@@ -68,18 +68,18 @@ def test_the_same_owner_takes_its_lease_over(where: tuple[str, Any], caplog: Any
 
 
 def test_an_expired_lease_is_taken_over(where: tuple[str, Any]) -> None:
-    crashed = _lease(where, "flow run aaaa", ttl=1.0).acquire()
+    crashed = _lease(where, "flow run aaaa", ttl=4.0).acquire()
     crashed._stop.set()
     with pytest.raises(LeaseHeldError):
         _lease(where, "flow run bbbb").acquire()
-    time.sleep(1.5)
+    time.sleep(4.5)
     with _lease(where, "flow run bbbb"), pytest.raises(LeaseLostError):
         crashed.renew()
 
 
 def test_the_heartbeat_keeps_a_lease_alive(where: tuple[str, Any]) -> None:
-    with _lease(where, "flow run aaaa", ttl=1.0):
-        time.sleep(2.0)  # twice the time to live: only the heartbeat keeps it
+    with _lease(where, "flow run aaaa", ttl=2.0):
+        time.sleep(4.0)  # twice the time to live: only the heartbeat keeps it
         with pytest.raises(LeaseHeldError):
             _lease(where, "flow run bbbb").acquire()
 

@@ -22,6 +22,7 @@ from scene_layouts import L2A, WINDOW
 from datasets.errors import SceneFetchError, SceneReadError, is_transient
 from datasets.scenes import find_scenes, open_scene
 from datasets.scenes.storage import SceneStore
+from datasets.storage_errors import BucketMissingError, StorageAccessDenied
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_s3_safe_and_multiband_read_like_local(
 
 
 def test_s3_missing_bucket_or_prefix_is_refused(s3_server: dict[str, str]) -> None:
-    with pytest.raises(SceneReadError, match="does not exist"):
+    with pytest.raises(BucketMissingError, match="does not exist"):
         open_scene("s3://s2sr-no-such-bucket/scene", storage_options=s3_server)
     with pytest.raises(SceneReadError, match="does not exist"):
         find_scenes("s3://s2sr-sample-data/no/such/prefix", storage_options=s3_server)
@@ -108,15 +109,15 @@ def test_s3_bad_credentials_are_refused_without_echoing_them(
     s3_server: dict[str, str], s3_unread: str
 ) -> None:
     bad = {**s3_server, "secret": "not-the-secret"}
-    with pytest.raises(SceneReadError, match=r"denied.*credentials") as listing:
+    with pytest.raises(StorageAccessDenied, match=r"denied.*credentials") as listing:
         open_scene(s3_unread, storage_options=bad)
     # Past s3fs, straight to GDAL, which signs its own requests.
-    with pytest.raises(SceneReadError, match=r"denied.*credentials") as reading:
+    with pytest.raises(StorageAccessDenied, match=r"denied.*credentials") as reading:
         SceneStore.for_uri(s3_unread, bad).open_raster(s3_unread)
     for err in (listing.value, reading.value):
         assert "not-the-secret" not in str(err) and s3_server["secret"] not in str(err)
         assert not is_transient(err)
-    with pytest.raises(SceneReadError, match="denied"):
+    with pytest.raises(StorageAccessDenied, match="denied"):
         find_scenes("s3://s2sr-denied-tests", storage_options={**s3_server, "key": "AKIANOBODY"})
 
 

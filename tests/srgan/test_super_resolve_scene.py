@@ -16,6 +16,7 @@ from scene_crops import write_crop
 from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
 from datasets.scenes import open_scene
+from datasets.storage_errors import BucketMissingError
 from srgan.checkpointing import CheckpointError
 from srgan.inference import load_inference_model
 from srgan.sr_pixels import to_output
@@ -213,7 +214,7 @@ def test_s3_output_is_uploaded_as_a_cog(crop, checkpoint, s3_server, tmp_path):
     assert cog_validate(local)[0]
     assert list(tmp_path.iterdir()) == [local]
     missing = "s3://no-such-bucket-s2sr/sr.tif"
-    with pytest.raises(OutputError, match="does not exist"):
+    with pytest.raises(BucketMissingError, match="does not exist"):
         super_resolve_scene(crop, checkpoint, missing, storage_options=s3_server, **TILING)
 
 
