@@ -71,6 +71,14 @@ def test_train_on_a_real_patch_store(capsys, small_store, tmp_path):
     assert result["iteration"] == 4
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert "val_metrics/psnr_gain" in result["metrics"]
+    # the run pins the store version it read, in its result and its checkpoints
+    from datasets.patch_store import store_version
+    from srgan.checkpointing import load_checkpoint
+
+    pinned = store_version(small_store)
+    assert result["store_version"] == pinned
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert checkpoint["hyper_parameters"]["config"]["data"]["version"] == pinned
 
 
 def test_super_resolve_writes_a_cog_and_overwrites_only_when_asked(
