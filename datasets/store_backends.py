@@ -21,7 +21,7 @@ from zarr.storage import FsspecStore, LocalStore
 
 from datasets import icechunk_store
 from datasets.errors import PatchStoreError
-from datasets.storage_errors import diagnose_missing, storage_errors
+from datasets.storage_errors import PrefixMissingError, diagnose_missing, storage_errors
 from datasets.store_layout import open_layout
 from datasets.store_version import Manifest, resolve_version
 
@@ -31,6 +31,11 @@ Backend = Literal["icechunk", "zarr"]
 # truly atomic; its one cost is that DataLoader workers must be forkserver/spawn processes.
 DEFAULT_BACKEND: Backend = "icechunk"
 StorageOptions = Mapping[str, Any] | None
+
+
+class NoPatchStoreError(PrefixMissingError, PatchStoreError):
+    """Nothing is stored under the store's prefix (its bucket exists): both a missing patch
+    store and a missing prefix, for callers that catch either."""
 
 
 def root_attrs(group: zarr.Group) -> dict[str, Any]:
@@ -97,7 +102,14 @@ def read_snapshot(uri: str, version: str | None, storage_options: StorageOptions
     """
     backend = detect_backend(uri, storage_options)
     if backend is None:
-        diagnose_missing(uri, storage_options)  # a missing bucket or prefix is said as such
+        try:  # a missing bucket or prefix is said as such
+            diagnose_missing(uri, storage_options)
+        except PrefixMissingError as err:
+            raise NoPatchStoreError(
+                f"{err}; tile scenes into it first (datasets.tiling.tile_scene or the "
+                "tile-sentinel2 flow), or correct the store URI",
+                uri,
+            ) from None
         raise PatchStoreError(
             f"no patch store at {uri}; tile scenes into it first (datasets.tiling.tile_scene or "
             "the tile-sentinel2 flow), or check the URI and storage_options"
