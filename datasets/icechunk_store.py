@@ -94,7 +94,7 @@ def readonly_store(
         if storage_failure is not None:
             raise storage_failure from err
         raise PatchStoreError(
-            f"no Icechunk patch store at {uri}: {_first_line(err)}. Check the URI and "
+            f"no Icechunk patch store at {uri}: {first_line(err)}. Check the URI and "
             "storage_options."
         ) from err
     try:
@@ -105,13 +105,13 @@ def readonly_store(
     except icechunk.IcechunkError as err:
         raise PatchStoreError(
             f"version {version!r} is not a snapshot of the Icechunk patch store {uri}: "
-            f"{_first_line(err)}. "
+            f"{first_line(err)}. "
             "Check the version recorded by the training run and the store URI."
         ) from err
     return session.store, str(session.snapshot_id)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     """The headline of an Icechunk error (the rest is Rust context, for developers)."""
     lines = [line.strip(" x|") for line in str(err).splitlines() if line.strip(" x|")]
     return lines[0] if lines else type(err).__name__
@@ -132,7 +132,7 @@ def commit(session: Any, message: str, uri: str) -> str:
         return str(session.commit(message))
     except icechunk.ConflictError as err:
         raise StoreConflictError(
-            f"another writer committed to patch store {uri} during this append ({err}); "
-            "appends are idempotent: run it again, and serialise appends to one store "
-            "(e.g. a concurrency limit of 1 on the tiling task)"
+            f"another writer committed to patch store {uri} during this append "
+            f"({first_line(err)}); appends are idempotent: run it again, and serialise appends "
+            "to one store (e.g. a concurrency limit of 1 on the tiling task)"
         ) from err

@@ -336,8 +336,9 @@ class PatchStoreWriter:
             if icechunk_store.exists(self.uri, self.storage_options):
                 return icechunk_store.open_or_create(self.uri, self.storage_options)
             raise StoreConflictError(
-                f"patch store {self.uri} could not be created ({err}); if another writer is "
-                "creating it right now, run the append again"
+                f"patch store {self.uri} could not be created "
+                f"({icechunk_store.first_line(err)}); if another writer is creating it right "
+                "now, run the append again"
             ) from err
 
 

@@ -9,6 +9,7 @@ workers of a real cluster would.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,3 +120,33 @@ def test_dask_workers_write_the_s3_store_a_sequential_run_writes(
     with Client(dask_address) as client:
         transitions = client.run(lambda dask_worker: dask_worker.state.transition_counter)
     assert sum(n > 0 for n in transitions.values()) >= 2, transitions
+
+
+@pytest.mark.slow
+def test_the_summary_is_the_store_after_a_worker_is_lost_mid_run(
+    prefect_api: None, s3_sample_scenes: Any, dask_address: str, tmp_path: Any
+) -> None:
+    """A worker killed right after it committed a scene: the scheduler runs that scene's task
+    again, which finds the scene committed; the summary still counts it as added by this run.
+
+    Broken by hand once: counting a scene as added only when its last attempt wrote it
+    (``present_before=None``) gives ``patches_added`` short of the store by that scene.
+    """
+    from dask_faults import KillWorkerAfterFirstTask
+
+    marker = str(tmp_path / "killed-worker")
+    with Client(dask_address) as client:
+        client.register_plugin(KillWorkerAfterFirstTask(marker))
+    scenes = list(s3_sample_scenes.bigearthnet)
+    store = f"s3://{s3_sample_scenes.bucket}/dask-test/worker-lost.zarr"
+
+    state = _tile(scenes, store, dask_address=dask_address)
+
+    assert state.is_completed(), state.message
+    assert Path(marker).is_file()  # a worker was killed
+    summary = state.result()
+    info = store_info(store)
+    assert len(info.scenes) == len(scenes)
+    assert [row.status for row in summary.rows] == ["added"] * len(scenes)
+    assert summary.patches_added == sum(info.n_patches.values())
+    assert sum(row.kept for row in summary.rows) == sum(info.n_patches.values())
