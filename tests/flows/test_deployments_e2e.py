@@ -190,3 +190,42 @@ def test_killed_flow_run_crashes_and_flow_run_retry_resumes_it(
     # The second attempt continued, it did not restart. The first attempt's line may be missing:
     # SIGKILL can hit before the run's log batch reached the server.
     assert starts in ([0, saved], [saved]), starts
+
+
+def test_a_second_run_with_the_same_run_key_is_refused_at_once(
+    train_stack: LocalPrefect, tiny: Any
+) -> None:
+    """Two flow runs of one run key (own worker processes): the second is refused by the run
+    folder's lease while the first still trains, naming it, at its first attempt; a run with
+    another key trains alongside."""
+    long = tiny(
+        validation={"every_n_iterations": 300}, trainer={"checkpoint_every_n_iterations": 50}
+    )
+    with train_stack.client() as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+
+        def start(run_key: str, iterations: int, overrides: Any) -> Any:
+            parameters = {"overrides": overrides, "max_iterations": iterations, "run_key": run_key}
+            return client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+
+        first = start("shared", 600, long)
+        lease = storage_root(train_stack) / "runs" / "shared" / "lease.json"
+        wait_for(lease.exists, f"{lease}", train_stack)
+        second = start("shared", 12, tiny())
+        other = start("other", 12, tiny())
+
+    refused = train_stack.wait_for_flow_run(second.id, timeout=300)
+    with train_stack.client() as client:
+        first_then = client.read_flow_run(first.id)
+    assert refused.state is not None and refused.state.is_failed(), refused.state
+    assert refused.run_count == 1  # an input error: no retries
+    assert first_then.state is not None and not first_then.state.is_final()  # still training
+    assert any(
+        f"in use by flow run {first.id}" in line for line in run_logs(train_stack, second.id)
+    )
+
+    for run in (first, other):
+        done = train_stack.wait_for_flow_run(run.id, timeout=600)
+        assert done.state is not None and done.state.is_completed(), train_stack.log_tail("worker-")
+    assert load_checkpoint(lease.parent / "checkpoints" / LAST)["srgan"]["iteration"] == 600
+    assert not lease.exists()
