@@ -59,7 +59,7 @@ SERVER_PID="$STATE/run/server.pid"
 WORKER_PID="$STATE/run/worker.pid"
 SERVER_LOG="$STATE/logs/server.log"
 WORKER_LOG="$STATE/logs/worker.log"
-NIGHTLY_OFF_MARK="$STATE/nightly-retrain.off"
+NIGHTLY_ON_MARK="$STATE/nightly-retrain.on"
 WORKER_NAME="srgan-local-${HOSTNAME:-worker}"
 
 case "$HOST" in
@@ -295,11 +295,12 @@ cmd_deploy() {
   [[ -f "$PREFECT_FILE" ]] || die "deployments file $PREFECT_FILE not found."
   # The build step records $PWD as the flow runs' working directory: deploy from the root.
   "$PREFECT" --no-prompt deploy --all --prefect-file "$PREFECT_FILE"
-  if [[ -f "$NIGHTLY_OFF_MARK" ]]; then
+  # prefect.yaml deploys the nightly retrain paused; `nightly on` is remembered across deploys.
+  if [[ -f "$NIGHTLY_ON_MARK" ]]; then
     local rc=0
-    set_nightly false || rc=$?
+    set_nightly true || rc=$?
     # rc 3: the deployments file has no nightly retrain (e.g. S2SR_PREFECT_FILE); nothing to do.
-    ((rc == 0 || rc == 3)) || die "could not pause $NIGHTLY_DEPLOYMENT; see the error above."
+    ((rc == 0 || rc == 3)) || die "could not resume $NIGHTLY_DEPLOYMENT; see the error above."
   fi
 }
 
@@ -345,12 +346,12 @@ cmd_nightly() {
   case "${1:-}" in
     on)
       active=true
-      rm -f "$NIGHTLY_OFF_MARK"
+      mkdir -p "$STATE"
+      touch "$NIGHTLY_ON_MARK"
       ;;
     off)
       active=false
-      mkdir -p "$STATE"
-      touch "$NIGHTLY_OFF_MARK"
+      rm -f "$NIGHTLY_ON_MARK"
       ;;
     *) die "usage: deployments/local.sh nightly on|off" ;;
   esac
@@ -413,7 +414,7 @@ Usage: deployments/local.sh COMMAND
   deploy         prefect deploy --all from $PREFECT_FILE
   worker-start   start a worker on '$POOL' (idempotent)
   worker-stop    stop it and the flow runs it started (they end as Crashed)
-  nightly on|off resume or pause the $NIGHTLY_DEPLOYMENT schedule
+  nightly on|off turn the $NIGHTLY_DEPLOYMENT schedule on or off (off after install)
   prefect ARGS   run the project's prefect CLI against this server (e.g. deployment run ...)
   python ARGS    run the project's python with this server's Prefect settings
 EOF

@@ -164,3 +164,49 @@ def _processes_using(state: Path) -> list[int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+@pytest.mark.slow
+def test_the_nightly_retrain_is_off_until_turned_on_and_stays_as_set(tmp_path: Path) -> None:
+    """Deployed paused (a fresh install does not retrain at 02:00 by itself); ``nightly on`` is
+    remembered by a later ``deploy``, and so is ``nightly off``. Broken by hand once:
+    ``active: true`` in prefect.yaml fails the first check."""
+    env = _settings(tmp_path)
+    state = tmp_path / "storage" / "prefect"
+    client_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "PREFECT_API_URL": f"http://127.0.0.1:{env['S2SR_PREFECT_PORT']}/api",
+        "PREFECT_HOME": str(state),
+    }
+
+    def active() -> bool:
+        code = (
+            "from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as client:\n"
+            "    d = client.read_deployment_by_name('retrain-srgan/retrain-nightly')\n"
+            "    print(all(s.active for s in d.schedules))\n"
+        )
+        done = subprocess.run(
+            [str(PREFECT_BIN.with_name("python")), "-c", code],
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip() == "True"
+
+    try:
+        for command in ("server-start", "pool", "deploy"):
+            done = _local_sh(command, env=env, timeout=420)
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert not active()
+        assert _local_sh("nightly", "on", env=env, timeout=120).returncode == 0
+        assert active()
+        assert _local_sh("deploy", env=env, timeout=420).returncode == 0
+        assert active()  # remembered
+        assert _local_sh("nightly", "off", env=env, timeout=120).returncode == 0
+        assert _local_sh("deploy", env=env, timeout=420).returncode == 0
+        assert not active()
+    finally:
+        _local_sh("down", env=env, timeout=180)

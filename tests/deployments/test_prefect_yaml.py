@@ -50,7 +50,8 @@ def test_only_retrain_nightly_has_a_schedule(prefect_config: dict[str, Any]) -> 
     scheduled = {name for name, d in deployments.items() if d.get("schedules")}
     assert scheduled == {"retrain-nightly"}
     (schedule,) = deployments["retrain-nightly"]["schedules"]
-    assert schedule == {"cron": "0 2 * * *", "timezone": "UTC", "active": True}
+    # paused until the user turns it on: a fresh install must not retrain at 02:00 by itself
+    assert schedule == {"cron": "0 2 * * *", "timezone": "UTC", "active": False}
 
 
 def test_flow_runs_start_in_the_directory_prefect_deploy_ran_from(
