@@ -110,6 +110,7 @@ def run(args: argparse.Namespace, parse_set: Callable[[list[str]], dict[str, Any
     from datasets.errors import HarmonisationError, S2SRDataError, is_transient
     from datasets.scenes import find_scenes
     from datasets.stac_search import StacSearch, search_scenes
+    from datasets.storage_errors import StorageError
     from datasets.tiling import TileResult, tile_scene
     from datasets.tiling_params import TilingParams
     from datasets.tiling_summary import summarise_store
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace, parse_set: Callable[[list[str]], dict[str, Any
             results.append(
                 tile_scene(uri, args.store, params, backend=args.backend, progress=_progress(uri))
             )
+        except StorageError:  # the store or the storage settings: every scene would fail alike
+            raise
         except S2SRDataError as err:
             hint = " (transient: run again)" if is_transient(err) else ""
             if isinstance(err, HarmonisationError):
