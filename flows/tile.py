@@ -31,6 +31,7 @@ from datasets.tiling import TileResult
 from datasets.tiling_params import MaskPolicy, ResamplingName, TilingParams
 from datasets.tiling_summary import TilingSummary
 from tasks.credentials import s3_credentials
+from tasks.error_logs import is_data_input_error, one_line_input_errors
 from tasks.storage import default_store
 from tasks.tile import (
     TileFailure,
@@ -177,6 +178,7 @@ def tile_sentinel2(
             that is not a Sentinel-2 band; raised before any scene is read.
         TilingFailed: a scene could not be tiled (the others are in the store).
     """
+    one_line_input_errors(is_data_input_error)
     # built and checked once here, so bad values fail the run before any task
     params = TilingParams.build(
         bands=bands,

@@ -19,6 +19,7 @@ import fsspec
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from datasets.lease import LeaseLostError
 from datasets.storage_errors import StorageError, diagnose_missing, is_s3, storage_errors
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ class IterationCheckpoint(Callback):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
+        if isinstance(exception, LeaseLostError):  # another run holds the folder now
+            return
         if getattr(pl_module, "in_step", False):
             log.warning(
                 "error inside a training step; keeping %s as the resume point", self.last_path

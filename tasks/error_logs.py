@@ -12,10 +12,18 @@ import logging
 import traceback
 from collections.abc import Callable
 
+from datasets.errors import S2SRDataError, is_transient
+
 #: Prefect's loggers of task and flow runs, where the engine reports failures.
 ENGINE_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
 
 InputErrorTest = Callable[[BaseException], bool]
+
+
+def is_data_input_error(err: BaseException) -> bool:
+    """A data-layer error that another attempt would only repeat (a scene that cannot be read,
+    bad tiling parameters, a store or storage location that cannot be used)."""
+    return isinstance(err, S2SRDataError) and not is_transient(err)
 
 
 class _OneLine(logging.Filter):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.lease import Lease, LeaseHeldError
+from datasets.lease import Lease, LeaseHeldError, LeaseLostError
 from srgan.checkpointing import load_checkpoint
 from srgan.run_folder import LEASE_NAME
 from srgan.train import fit
@@ -72,3 +72,12 @@ def test_a_second_owner_is_refused_before_anything_is_written(make_config, datam
     finally:
         holder.release()
     assert not (run_dir / LEASE_NAME).exists()
+
+
+def test_a_run_that_lost_its_folder_writes_no_checkpoint_on_the_way_out(tmp_path):
+    from srgan.checkpointing import IterationCheckpoint
+
+    callback = IterationCheckpoint(tmp_path / "checkpoints", 4)
+    lost = LeaseLostError("the lease of run folder x was taken over")
+    callback.on_exception(None, None, lost)  # type: ignore[arg-type]  # returns before using them
+    assert not (tmp_path / "checkpoints").exists()
