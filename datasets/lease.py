@@ -6,10 +6,8 @@ done. Another owner is refused while the lease is live; the same owner (a retry 
 run) takes it over at once; a lease whose heartbeat stopped expires after ``ttl`` seconds, and
 one held by a process that no longer exists on this host is taken over at once.
 
-Every change is atomic, never check-then-write: on S3 a conditional ``PutObject``
-(``If-None-Match: *`` to create, ``If-Match: <etag>`` to renew or take over) and a conditional
-``DeleteObject``; locally an exclusive ``flock`` on the lease file itself (a holder that finds
-the file replaced or deleted under its lock starts again).
+Every change of the file is atomic, never check-then-write (:mod:`datasets.lease_files`: S3
+conditional requests, a local ``flock``).
 
 Example::
 
@@ -19,9 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -29,14 +24,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from datasets.errors import S2SRDataError
-from datasets.storage_errors import bucket_and_key, is_s3, storage_errors
+from datasets.lease_files import lease_file
 
 log = logging.getLogger(__name__)
 
@@ -116,177 +111,6 @@ class LeaseRecord:
             return None
 
 
-class _LeaseFile(Protocol):
-    def read(self) -> tuple[LeaseRecord | None, str | None]: ...
-    def create(self, record: LeaseRecord) -> str | None: ...
-    def replace(self, record: LeaseRecord, tag: str) -> str | None: ...
-    def delete(self, tag: str) -> bool: ...
-
-
-def _tag(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
-
-
-class _LocalLeaseFile:
-    """A lease file on a local file system; each operation holds ``flock`` on the file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @contextlib.contextmanager
-    def _locked(self, create: bool) -> Iterator[int | None]:
-        while True:
-            flags = os.O_RDWR | (os.O_CREAT if create else 0)
-            try:
-                fd = os.open(self.path, flags, 0o644)
-            except FileNotFoundError:
-                yield None
-                return
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-                except FileNotFoundError:
-                    same = False
-                if same:  # not deleted or replaced while this process waited for the lock
-                    yield fd
-                    return
-            finally:
-                os.close(fd)
-
-    @staticmethod
-    def _content(fd: int) -> bytes:
-        os.lseek(fd, 0, os.SEEK_SET)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @staticmethod
-    def _write(fd: int, data: bytes) -> None:
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, data)
-        os.fsync(fd)
-
-    def read(self) -> tuple[LeaseRecord | None, str | None]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return None, None
-        return LeaseRecord.from_bytes(data), _tag(data)
-
-    def create(self, record: LeaseRecord) -> str | None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked(create=True) as fd:
-            assert fd is not None
-            if LeaseRecord.from_bytes(self._content(fd)) is not None:
-                return None
-            data = record.to_bytes()
-            self._write(fd, data)
-            return _tag(data)
-
-    def replace(self, record: LeaseRecord, tag: str) -> str | None:
-        with self._locked(create=False) as fd:
-            if fd is None or _tag(self._content(fd)) != tag:
-                return None
-            data = record.to_bytes()
-            self._write(fd, data)
-            return _tag(data)
-
-    def delete(self, tag: str) -> bool:
-        with self._locked(create=False) as fd:
-            if fd is None or _tag(self._content(fd)) != tag:
-                return False
-            self.path.unlink()
-            return True
-
-
-def _precondition_failed(err: OSError) -> bool:
-    """Whether an s3fs error is S3's answer to a condition that did not hold."""
-    if isinstance(err, FileExistsError | FileNotFoundError):
-        return True
-    response = getattr(err.__cause__, "response", None) or {}
-    code = (response.get("Error") or {}).get("Code")
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
-
-
-class _S3LeaseFile:
-    """A lease object on S3, changed only by conditional requests."""
-
-    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
-        import s3fs
-
-        self.uri = uri
-        self.bucket, self.key = bucket_and_key(uri)
-        self.storage_options = storage_options
-        self.fs = s3fs.S3FileSystem(**dict(storage_options or {}), skip_instance_cache=True)
-
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        with storage_errors(self.uri, self.storage_options):
-            return self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kwargs)
-
-    def read(self) -> tuple[LeaseRecord | None, str | None]:
-        try:
-            got = self._call("get_object")
-        except FileNotFoundError:
-            return None, None
-        data = _read_body(self.fs, got["Body"])
-        return LeaseRecord.from_bytes(data), str(got["ETag"])
-
-    def create(self, record: LeaseRecord) -> str | None:
-        try:
-            return str(self._call("put_object", Body=record.to_bytes(), IfNoneMatch="*")["ETag"])
-        except OSError as err:
-            if _precondition_failed(err):
-                return None
-            raise
-
-    def replace(self, record: LeaseRecord, tag: str) -> str | None:
-        try:
-            return str(self._call("put_object", Body=record.to_bytes(), IfMatch=tag)["ETag"])
-        except OSError as err:
-            if _precondition_failed(err):
-                return None
-            raise
-
-    def delete(self, tag: str) -> bool:
-        try:
-            self._call("delete_object", IfMatch=tag)
-        except OSError as err:
-            if _precondition_failed(err):
-                return False
-            raise
-        return True
-
-
-def _read_body(fs: Any, body: Any) -> bytes:
-    """The bytes of an aiobotocore streaming body, read on s3fs's event loop."""
-    from fsspec.asyn import sync
-
-    async def read() -> bytes:
-        async with body as stream:
-            return bytes(await stream.read())
-
-    return bytes(sync(fs.loop, read))
-
-
-def lease_file(
-    uri: str, storage_options: Mapping[str, Any] | None = None
-) -> _LocalLeaseFile | _S3LeaseFile:
-    """The lease file at ``uri`` (local path, ``file://`` or ``s3://``).
-
-    Raises:
-        ValueError: another URL scheme (no atomic primitive to build a lease on).
-    """
-    if is_s3(uri):
-        return _S3LeaseFile(uri, storage_options)
-    if "://" in uri and not uri.startswith("file://"):
-        raise ValueError(f"leases live on a local path or s3://, not {uri}")
-    return _LocalLeaseFile(Path(uri.removeprefix("file://")))
-
-
 class Lease:
     """Hold the lease file at ``uri`` for ``owner`` while the ``with`` block runs.
 
@@ -336,6 +160,11 @@ class Lease:
             ttl=self.ttl,
         )
 
+    def _read(self) -> tuple[LeaseRecord | None, str | None]:
+        """The record held now (None if none or unreadable) and the file's tag."""
+        data, tag = self._file.read()
+        return (LeaseRecord.from_bytes(data) if data is not None else None), tag
+
     def _takeover_reason(self, held: LeaseRecord) -> str | None:
         """Why ``held`` may be taken over (log line), ``None`` while it belongs to a live holder."""
         now = time.time()
@@ -355,11 +184,11 @@ class Lease:
         held: LeaseRecord | None = None
         for _ in range(5):  # the file may change between two requests: look again
             record = self._new_record()
-            tag = self._file.create(record)
+            tag = self._file.create(record.to_bytes())
             if tag is not None:
                 self._tag, self._record = tag, record
                 return None
-            held, held_tag = self._file.read()
+            held, held_tag = self._read()
             if held_tag is None:  # released meanwhile
                 continue
             if held is None:  # unreadable: a torn write of a crashed holder's file system
@@ -368,7 +197,7 @@ class Lease:
                 reason = self._takeover_reason(held)
                 if reason is None:
                     return held
-            tag = self._file.replace(record, held_tag)
+            tag = self._file.replace(record.to_bytes(), held_tag)
             if tag is not None:
                 log.info("%s", reason)
                 self._tag, self._record = tag, record
@@ -434,9 +263,9 @@ class Lease:
             if self._record is None or self._tag is None:
                 raise LeaseLostError(f"the lease of {self.what} is not held")
             record = replace(self._record, renewed=time.time())
-            tag = self._file.replace(record, self._tag)
+            tag = self._file.replace(record.to_bytes(), self._tag)
             if tag is None:
-                held, _ = self._file.read()
+                held, _ = self._read()
                 who = held.describe(time.time()) if held else "nobody (the lease file is gone)"
                 self._lost = f"the lease of {self.what} was taken over; it is now held by {who}"
                 raise LeaseLostError(self._lost)
