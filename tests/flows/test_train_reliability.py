@@ -85,11 +85,11 @@ def test_a_retried_run_keeps_one_progress_artifact(
     progress = _artifacts_with_key(flow_run_id, PROGRESS_KEY)
     assert [a.data for a in progress] == [100.0]
     # the report names the store version the run trained on, in its text and its config
-    result = state.result()
+    pinned = state.result().fit.store_version
     report = read_artifacts(flow_run_id)["srgan-training-report"].data
     config = json.loads(report.split("```json", 1)[1].split("```", 1)[0])
-    assert result["store_version"] and config["data"]["version"] == result["store_version"]
-    assert f"(version `{result['store_version']}`)" in report
+    assert pinned and config["data"]["version"] == pinned
+    assert f"(version `{pinned}`)" in report
 
 
 def test_an_input_error_is_logged_as_one_line(
@@ -128,8 +128,8 @@ def test_a_finished_run_is_not_trained_again(
     )
 
     assert state.is_completed(), state
-    again = state.result()
-    assert again["already_finished"] and again["iteration"] == first["iteration"]
+    again = state.result().fit
+    assert again.already_finished and again.iteration == first.fit.iteration
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
     logs = read_logs(state.state_details.flow_run_id)
     assert any("is finished" in m for m in logs), logs
