@@ -168,18 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; errors the user can fix are printed as one line, exit status 2 (the
     traceback goes to the log at DEBUG level)."""
-    from datasets.errors import S2SRDataError
-    from srgan.checkpointing import CheckpointError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    # a ConfigError is a ValueError
-    except (FileNotFoundError, ValueError, S2SRDataError, CheckpointError) as err:
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
         logging.getLogger(__name__).debug("s2-srgan %s failed", args.command, exc_info=True)
         print(f"s2-srgan: error: {err}", file=sys.stderr)
         return 2
+
+
+def _is_user_error(err: Exception) -> bool:
+    """Whether ``err`` is one the user can fix (imported only once something failed, so that
+    light commands never load torch)."""
+    from datasets.errors import S2SRDataError
+    from srgan.checkpointing import CheckpointError
+
+    # a ConfigError is a ValueError
+    return isinstance(err, FileNotFoundError | ValueError | S2SRDataError | CheckpointError)
 
 
 if __name__ == "__main__":
