@@ -23,6 +23,7 @@ from datasets.cog_writer import CogWriter
 from datasets.degradation import UINT16_MAX
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene
+from srgan.qa_scene import SceneQA
 from srgan.tiled import Strip
 
 OutputDType = Literal["uint16", "float32"]
@@ -93,9 +94,11 @@ class StripSink:
         writer: The open output writer; its profile's nodata is the output nodata.
         dtype: Output pixel type.
         look: Collects the quicklook crop, if one is wanted.
+        qa: Scores every strip as written (same pass, no read-back), if given.
 
     Attributes:
-        seconds: Wall time spent masking, converting and writing strips.
+        seconds: Wall time spent masking, converting and writing strips (QA excluded: it
+            keeps its own time).
     """
 
     def __init__(
@@ -105,8 +108,10 @@ class StripSink:
         writer: CogWriter,
         dtype: OutputDType,
         look: Quicklook | None,
+        qa: SceneQA | None = None,
     ) -> None:
         self.scene = scene
+        self.qa = qa
         self.scale = scale
         self.writer = writer
         self.dtype = dtype
@@ -132,5 +137,8 @@ class StripSink:
         if self.look is not None:
             self.look.add(strip.lr_row_off, lr, sr, invalid)
         nodata = float("nan") if self.nodata is None else self.nodata
-        self.writer.write(strip.hr_rows.start, to_output(sr, invalid, self.dtype, nodata))
+        out = to_output(sr, invalid, self.dtype, nodata)
+        self.writer.write(strip.hr_rows.start, out)
         self.seconds += time.perf_counter() - started
+        if self.qa is not None:
+            self.qa.add(strip.lr_row_off, lr, out)

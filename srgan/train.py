@@ -25,6 +25,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
 from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
+from srgan.lineage import TrainingLineage
 from srgan.module import SRGANModule
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_iterations,
         logger=RunCSVLogger(run_dir, name="logs", version=""),
-        callbacks=[last, best, *callbacks],
+        callbacks=[last, best, TrainingLineage(run_dir), *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         default_root_dir=run_dir,
