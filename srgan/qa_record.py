@@ -54,12 +54,17 @@ class SeamQA:
         ratio: ``border_error / interior_error`` (1: no seam).
         ratio_noise: Standard error of the ratio, from its spread over blocks (``None``
             with fewer than two blocks; ``ratio`` is ``None`` without tile borders).
+        step_ratio: Mean ``|Δ|`` of the output across inner tile edges over that across the
+            other LR pixel boundaries away from tile borders (1: no visible seam; a tile pasted
+            without blending shows as a step); ``step_ratio_noise`` its standard error.
     """
 
     border_error: float
     interior_error: float
     ratio: float | None
     ratio_noise: float | None
+    step_ratio: float | None = None
+    step_ratio_noise: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ class QASummary:
                 "spectral angle max (deg)": _round(self.spectral_angle_max, 3),
                 "seam ratio": _round(self.seams.ratio, 3),
                 "seam ratio noise": _round(self.seams.ratio_noise, 3),
+                "seam step ratio": _round(self.seams.step_ratio, 3),
+                "seam step ratio noise": _round(self.seams.step_ratio_noise, 3),
                 "flagged blocks": f"{self.flagged_blocks}/{self.judged_blocks}",
                 "verdict": self.verdict,
             }

@@ -72,12 +72,17 @@ class QAGeometry:
     input_nodata: float | None = None
 
 
+def inner_edges(length: int, starts: tuple[int, ...], tile: int) -> np.ndarray:
+    """LR pixel indices ``e`` of the tile edges inside the image (the line between ``e - 1``
+    and ``e``): every tile's start but the first, every tile's end but the last."""
+    tile = min(tile, length)
+    return np.unique([s for s in starts[1:]] + [s + tile for s in starts[:-1]]).astype(int)
+
+
 def tile_border(length: int, starts: tuple[int, ...], tile: int) -> np.ndarray:
     """``(length,)`` bool: pixels within :data:`SEAM_WIDTH` of an inner tile edge."""
-    tile = min(tile, length)
-    edges = [s for s in starts[1:]] + [s + tile for s in starts[:-1]]
     border = np.zeros(length, bool)
-    for e in edges:
+    for e in inner_edges(length, starts, tile):
         border[max(0, e - SEAM_WIDTH) : e + SEAM_WIDTH] = True
     return border
 
@@ -135,6 +140,8 @@ class SceneQA:
         self.col_starts = np.arange(0, g.width, self.block)
         self.row_border = tile_border(g.height, g.tile_rows, g.tile_size)
         self.col_border = torch.from_numpy(tile_border(g.width, g.tile_cols, g.tile_size))
+        self.row_edges = inner_edges(g.height, g.tile_rows, g.tile_size)
+        self.col_edges = inner_edges(g.width, g.tile_cols, g.tile_size)
         c, w = len(g.bands), g.width
         self._sr = torch.zeros(c, 0, w * g.scale)
         self._lr = torch.zeros(c, 0, w)
@@ -210,10 +217,12 @@ class SceneQA:
             detail = (hr_rows[b] - up).abs()
             synthesis[b] = F.avg_pool2d(detail[None, None], s)[0, 0]
         border = torch.from_numpy(self.row_border[p0:p1])[:, None] | self.col_border[None, :]
+        row_steps, col_steps = self._steps(hr_rows, sr_ctx, top * s, p0, p1)
         r0 = p0
         while r0 < p1:  # one row of blocks at a time
             r1 = min(p1, (r0 // self.block + 1) * self.block)
             self._accumulate(r0, r1, p0, diff, sam, synthesis, valid, border)
+            self._accumulate_steps(r0, r1, p0, row_steps, col_steps, valid)
             rows = slice(r0 % self.block, r0 % self.block + r1 - r0)
             self._block_d[:, rows] = degraded[:, r0 - p0 : r1 - p0].numpy()
             self._block_lr[:, rows] = lr_rows[:, r0 - p0 : r1 - p0].numpy()
@@ -221,6 +230,67 @@ class SceneQA:
             if r1 % self.block == 0 or r1 == g.height:
                 self._shifts(r0 // self.block, r1 - r0 // self.block * self.block)
             r0 = r1
+
+    def _steps(
+        self, hr_rows: Tensor, sr_ctx: Tensor, first: int, p0: int, p1: int
+    ) -> tuple[Tensor, Tensor]:
+        """Mean ``|Δ|`` (all bands, reflectance) across the LR pixel boundaries of the output.
+
+        Returns:
+            ``(rows, cols)``: ``(n, W)`` steps across the line above each LR row (HR rows
+            ``r·s − 1 → r·s``; nan for row 0) and ``(n, w)`` steps across the line left of each
+            LR column, summed over the ``s`` HR rows of the LR row (nan for column 0).
+        """
+        s, n = self.geometry.scale, p1 - p0
+        below = hr_rows[:, ::s]
+        if first > 0:
+            above = sr_ctx[:, first - 1 : first - 1 + n * s : s]
+        else:  # the image's first row has no line above it
+            above = torch.cat([hr_rows[:, :1], hr_rows[:, s - 1 : (n - 1) * s : s]], dim=1)
+        rows = (below - above).abs().mean(0) / REFLECTANCE_SCALE
+        if p0 == 0:
+            rows[0] = torch.nan
+        right, left = hr_rows[:, :, s::s], hr_rows[:, :, s - 1 : -1 : s]
+        cols = (right - left).abs().mean(0).view(n, s, -1).sum(1) / (REFLECTANCE_SCALE * s)
+        cols = torch.cat([torch.full((n, 1), torch.nan), cols], dim=1)
+        return rows, cols
+
+    def _accumulate_steps(
+        self, r0: int, r1: int, p0: int, row_steps: Tensor, col_steps: Tensor, valid: Tensor
+    ) -> None:
+        """Add the steps of rows ``[r0, r1)`` across inner tile edges and interior lines."""
+        g, s = self.geometry, self.geometry.scale
+        rows = slice(r0 - p0, r1 - p0)
+        v = valid[rows]
+        lr_rows = np.arange(r0, r1)
+        edge_row = torch.from_numpy(np.isin(lr_rows, self.row_edges))[:, None]
+        above_border = self.row_border[np.maximum(lr_rows - 1, 0)]
+        inner_row = torch.from_numpy(~self.row_border[lr_rows] & ~above_border)
+        hr_valid = v.repeat_interleave(s, dim=1)
+        rs = torch.nan_to_num(row_steps[rows])
+        finite_r = torch.isfinite(row_steps[rows]) & hr_valid
+        cs = torch.nan_to_num(col_steps[rows])
+        finite_c = torch.isfinite(col_steps[rows]) & v
+        edge_col = torch.from_numpy(np.isin(np.arange(g.width), self.col_edges))[None]
+        inner_col = ~self.col_border[None] & ~torch.roll(self.col_border, 1)[None]
+        hr_starts = self.col_starts * s
+
+        def add(values: Tensor, mask: Tensor, starts: np.ndarray) -> tuple[np.ndarray, ...]:
+            m = mask.float()
+            total = np.add.reduceat((values * m).sum(0).double().numpy(), starts)
+            return total, np.add.reduceat(m.sum(0).double().numpy(), starts)
+
+        e1, n1 = add(rs, finite_r & edge_row, hr_starts)
+        i1, m1 = add(rs, finite_r & inner_row[:, None], hr_starts)
+        e2, n2 = add(cs, finite_c & edge_col, self.col_starts)
+        i2, m2 = add(cs, finite_c & inner_col & inner_row[:, None], self.col_starts)
+        self.scores.add(
+            r0 // self.block,
+            step_edge=e1 + e2,
+            step_edge_count=n1 + n2,
+            step_interior=i1 + i2,
+            step_interior_count=m1 + m2,
+        )
 
     def _accumulate(
         self,

@@ -28,6 +28,10 @@ class BlockScores:
     border_count: np.ndarray
     interior_error: np.ndarray
     interior_count: np.ndarray
+    step_edge: np.ndarray
+    step_edge_count: np.ndarray
+    step_interior: np.ndarray
+    step_interior_count: np.ndarray
     shift: np.ndarray
 
     @classmethod
@@ -45,6 +49,10 @@ class BlockScores:
             border_count=grid.copy(),
             interior_error=grid.copy(),
             interior_count=grid.copy(),
+            step_edge=grid.copy(),
+            step_edge_count=grid.copy(),
+            step_interior=grid.copy(),
+            step_interior_count=grid.copy(),
             shift=np.full((bands, rows, cols), np.nan),
         )
 
@@ -63,6 +71,17 @@ def _stat(values: np.ndarray, fn: Any) -> float | None:
     """``fn`` of the finite values, ``None`` when there are none (JSON has no nan)."""
     finite = values[np.isfinite(values)]
     return float(fn(finite)) if finite.size else None
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> float | None:
+    n = float(count.sum())
+    return float(total.sum()) / n if n > 0 else None
+
+
+def _noise(ratios: np.ndarray) -> float | None:
+    """Standard error of a scene ratio from the spread of its per-block values."""
+    finite = ratios[np.isfinite(ratios)]
+    return float(finite.std() / np.sqrt(finite.size)) if finite.size > 1 else None
 
 
 def summarise(
@@ -85,6 +104,10 @@ def summarise(
     seam = _ratio(
         _ratio(scores.border_error, scores.border_count),
         _ratio(scores.interior_error, scores.interior_count),
+    )
+    step = _ratio(
+        _ratio(scores.step_edge, scores.step_edge_count),
+        _ratio(scores.step_interior, scores.step_interior_count),
     )
     flags = np.zeros(judged.shape, np.int32)
     with np.errstate(invalid="ignore"):
@@ -111,12 +134,15 @@ def summarise(
         )
     border = float(scores.border_error.sum() / max(scores.border_count.sum(), 1.0))
     interior = float(scores.interior_error.sum() / max(scores.interior_count.sum(), 1.0))
-    ratios = seam[judged & np.isfinite(seam)]
+    edge_step = _mean(scores.step_edge, scores.step_edge_count)
+    interior_step = _mean(scores.step_interior, scores.step_interior_count)
     seams = SeamQA(
         border_error=border,
         interior_error=interior,
         ratio=border / interior if interior > 0 and border > 0 else None,
-        ratio_noise=float(ratios.std() / np.sqrt(ratios.size)) if ratios.size > 1 else None,
+        ratio_noise=_noise(seam[judged]),
+        step_ratio=edge_step / interior_step if edge_step and interior_step else None,
+        step_ratio_noise=_noise(step[judged]),
     )
     reasons = []
     if share > gate.max_flagged_share:
@@ -131,6 +157,12 @@ def summarise(
             f"tile borders are {seams.ratio:.2f}× less consistent than tile interiors "
             f"(at most {gate.max_seam_ratio} allowed): a blending defect; the sidecar's "
             "'seam_ratio' band shows where"
+        )
+    if seams.step_ratio is not None and seams.step_ratio > gate.max_seam_ratio:
+        reasons.append(
+            f"the output steps {seams.step_ratio:.2f}× more across tile edges than across "
+            f"other lines (at most {gate.max_seam_ratio} allowed): visible seams; the "
+            "sidecar's 'seam_step_ratio' band shows where"
         )
     summary = QASummary(
         verdict="failed" if reasons else "passed",
@@ -156,6 +188,7 @@ def summarise(
     for b, name in enumerate(bands):
         grids[f"synthesis_{name}"] = synthesis[b]
     grids["seam_ratio"] = seam
+    grids["seam_step_ratio"] = step
     grids["valid_share"] = valid_share
     grids["flags"] = np.where(judged, flags, np.nan)
     return summary, {k: v.astype(np.float32) for k, v in grids.items()}
