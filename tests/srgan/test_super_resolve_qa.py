@@ -166,7 +166,7 @@ def test_unwritable_sidecar_or_item_is_refused_before_the_model_runs(crop, tmp_p
     missing = tmp_path / "no-such.ckpt"  # would raise CheckpointError if the model were loaded
     out = tmp_path / "a" / "sr.tif"
     Path(sidecar_uri(str(out))).mkdir(parents=True)
-    with pytest.raises(OutputError, match="sr_qa.tif is a folder"):
+    with pytest.raises(OutputError, match=r"sr_qa\.tif is a folder"):
         super_resolve_scene(crop, missing, out, **TILING)
     out = tmp_path / "b" / "sr.tif"
     out.parent.mkdir()
