@@ -95,6 +95,8 @@ def row(name: str, qa: SceneQAResult) -> dict[str, Any]:
         "shift_max": float(np.nanmax(shifts[:, judged])) if np.isfinite(shifts).any() else None,
         "seam_ratio": s.seams.ratio,
         "seam_noise": s.seams.ratio_noise,
+        "seam_step_ratio": s.seams.step_ratio,
+        "seam_step_noise": s.seams.step_ratio_noise,
         "flagged_reflectance": float(np.mean(flags & 1 > 0)),
         "flagged_spectral": float(np.mean(flags & 2 > 0)),
         "flagged_shift": float(np.mean(flags & 4 > 0)),
