@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from srgan.cli_evaluate import add_evaluate
 from srgan.cli_super_resolve import add_super_resolve
 from srgan.config import ConfigError, load_config, preset_names
 
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(func=_presets)
 
     add_super_resolve(sub)
+    add_evaluate(sub)
     return parser
 
 
