@@ -2,7 +2,7 @@
 their own degradation, then are corrupted the ways the gate must catch.
 
 Broken by hand once each: ``SceneQA._process`` without the nodata dilation (nodata test fails);
-the shift flag compared with ``<`` (shifted-band test fails); strips accumulated into the wrong
+the shift flag compared with ``<`` (the faithful-output test fails: every block flagged); strips accumulated into the wrong
 block row (strip-height test fails).
 """
 
