@@ -1,9 +1,9 @@
 """The scene QA on real pixels, fed strip by strip: the 10 m bands stand for a perfect output of
 their own degradation, then are corrupted the ways the gate must catch.
 
-Broken by hand once each: ``SceneQA._process`` without the nodata dilation (nodata test fails);
-the shift flag compared with ``<`` (the faithful-output test fails: every block flagged); strips accumulated into the wrong
-block row (strip-height test fails).
+Broken by hand once each: ``SceneQA._process`` without the nodata dilation (nodata test
+fails); the shift flag compared with ``<`` (the faithful-output test fails: every block is
+flagged); strips accumulated into the wrong block row (strip-height test fails).
 """
 
 import numpy as np
