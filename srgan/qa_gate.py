@@ -2,10 +2,10 @@
 
 :class:`QAGate` is the one parameter set of the gate (flow parameter, CLI options, library
 argument); values out of range are refused when it is built. Its defaults come from measurements
-on the real sample scenes (``bench/qa_thresholds.py``, ``docs/trust.md``): each lies well above
-what a faithful output (the tiny checkpoint, or bicubic upsampling) scores on any block, and
-below what a band shifted by a quarter LR pixel, a 0.01 reflectance offset or tiles pasted
-without blending score.
+on the real sample scenes (``bench/qa_thresholds.py``; numbers in ``docs/trust.md``): each lies
+above what faithful outputs (a small SRGAN trained on the L1C sample, bicubic upsampling) score
+on any block of the L1C scene and the six L2A patches, and below what a band displaced by a
+quarter LR pixel, a 0.02 reflectance offset or tiles pasted without blending score.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class QAGate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     block_size: int = Field(512, ge=64, le=8192)
-    max_reflectance_error: float = Field(0.02, gt=0.0, le=1.0)
-    max_spectral_angle: float = Field(3.0, gt=0.0, le=90.0)
-    max_shift: float = Field(0.3, gt=0.0, le=10.0)
+    max_reflectance_error: float = Field(0.015, gt=0.0, le=1.0)
+    max_spectral_angle: float = Field(2.5, gt=0.0, le=90.0)
+    max_shift: float = Field(0.15, gt=0.0, le=10.0)
     max_flagged_share: float = Field(0.05, ge=0.0, le=1.0)
     max_seam_ratio: float = Field(1.25, ge=1.0, le=10.0)
     min_valid_share: float = Field(0.5, gt=0.0, le=1.0)
