@@ -29,8 +29,9 @@ class BandQA:
         reflectance_bias: Mean ``degrade(SR) − LR`` (a brightness offset shows here).
         shift_median: Median over blocks of the displacement ``|(dy, dx)|`` (LR px);
             ``shift_max`` the largest block's (``None`` where no block could be judged).
-        synthesis: Mean ``|SR − bicubic(LR)|`` at the output grid: the high-frequency detail
-            the model added over bicubic upsampling.
+        synthesis: Mean ``|SR − bicubic(LR)|`` at the output grid (on one output row per
+            input row, phases cycling): the high-frequency detail the model added over bicubic
+            upsampling.
     """
 
     band: str

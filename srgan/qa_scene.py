@@ -31,7 +31,7 @@ from torch import Tensor
 from datasets.degradation import Degradation
 from srgan.qa_gate import QAGate
 from srgan.qa_measures import (
-    bicubic_rows,
+    bicubic_sampled_rows,
     degradation_kernels,
     degrade_rows,
     phase_shift,
@@ -210,12 +210,13 @@ class SceneQA:
         lr_rows = lr_ctx[:, top : top + p1 - p0]
         diff = degraded - lr_rows
         sam = spectral_angle_degrees(degraded, lr_rows)
-        synthesis = torch.empty_like(diff)
         hr_rows = sr_ctx[:, top * s : (top + p1 - p0) * s]
-        for b in range(diff.shape[0]):  # band by band: one HR band of bicubic at a time
-            up = bicubic_rows(lr_ctx[b : b + 1], s, top, bottom)[0]
-            detail = (hr_rows[b] - up).abs()
-            synthesis[b] = F.avg_pool2d(detail[None, None], s)[0, 0]
+        # one output row per LR row (phases cycling): a quarter of the work of every row, and
+        # still 128 × 512 samples in a 512 px block
+        phases = torch.arange(p0, p1) % s + torch.arange(p1 - p0) * s
+        up = bicubic_sampled_rows(lr_ctx, s, p0, top, p1 - p0)
+        detail = (hr_rows[:, phases] - up).abs()
+        synthesis = F.avg_pool1d(detail.flatten(0, 1), s).view(diff.shape)
         border = torch.from_numpy(self.row_border[p0:p1])[:, None] | self.col_border[None, :]
         row_steps, col_steps = self._steps(hr_rows, sr_ctx, top * s, p0, p1)
         r0 = p0

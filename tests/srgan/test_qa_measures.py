@@ -1,7 +1,8 @@
 """The QA's building blocks on real Sentinel-2 pixels: degradation, bicubic, phase correlation.
 
 Broken by hand once each: ``degrade_rows`` without the reflect padding (first test fails);
-``bicubic_rows`` cutting ``top`` rows of LR instead of ``top·scale`` of HR (second test fails);
+``bicubic_sampled_rows`` with the row phase taken from the strip, not the scene (second test
+fails);
 ``phase_shift`` with the cross-power spectrum conjugated the other way (shift sign flips, third
 test fails).
 """
@@ -17,7 +18,7 @@ from rasterio.windows import Window
 
 from datasets.degradation import Degradation
 from srgan.qa_measures import (
-    bicubic_rows,
+    bicubic_sampled_rows,
     degradation_kernels,
     degrade_rows,
     phase_shift,
@@ -52,12 +53,14 @@ def test_degrade_rows_matches_the_training_degradation(hr, degradation):
     assert torch.allclose(part, whole[:, 30:70], atol=1e-2)
 
 
-def test_bicubic_rows_with_two_context_rows_equal_the_whole_image(hr):
+def test_sampled_bicubic_rows_are_those_of_the_whole_image(hr):
     lr = torch.from_numpy(Degradation().degrade(hr, 4).astype(np.float32))
     whole = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False)[0]
-    part = bicubic_rows(lr[:, 40:70], 4, 2, 2)
-    assert torch.allclose(part, whole[:, 42 * 4 : 68 * 4], atol=1e-3)
-    assert torch.equal(bicubic_rows(lr, 4, 0, 0), whole)
+    rows = [r * 4 + r % 4 for r in range(40, 68)]
+    part = bicubic_sampled_rows(lr[:, 38:70], 4, 40, 2, 28)  # two context rows each side
+    assert torch.allclose(part, whole[:, rows], atol=1e-3)
+    edge = bicubic_sampled_rows(lr[:, :32], 4, 0, 0, 30)  # the image's top: taps clamp
+    assert torch.allclose(edge, whole[:, [r * 4 + r % 4 for r in range(30)]], atol=1e-3)
 
 
 @pytest.mark.parametrize(("dy", "dx"), [(0, 0), (1, 0), (2, 1), (3, -2), (-4, 6)])
