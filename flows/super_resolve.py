@@ -15,10 +15,10 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from srgan.qa_gate import QAGate
-from srgan.sr_result import SuperResolveResult
 from tasks.credentials import s3_credentials
 from tasks.super_resolve import (
+    QAGate,
+    SuperResolveResult,
     apply_qa_gate,
     default_output,
     register_super_resolve_artifacts,

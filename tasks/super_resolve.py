@@ -22,6 +22,8 @@ from tasks.sr_progress import TileProgressArtifact
 from tasks.storage import join, storage_root
 
 CHAMPION = "champion"
+# the flow's parameter and result types, re-exported: flows import tasks only
+__all__ = ["QAGate", "SuperResolveResult"]
 
 
 class ChampionError(LookupError):
