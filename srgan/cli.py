@@ -24,6 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from srgan.cli_evaluate import add_evaluate
+from srgan.cli_super_resolve import add_super_resolve
 from srgan.cli_tile import add_parser as add_tile_parser
 
 
@@ -88,31 +90,6 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _super_resolve(args: argparse.Namespace) -> int:
-    from datasets.errors import S2SRDataError
-    from srgan.checkpointing import CheckpointError
-    from srgan.super_resolve_scene import super_resolve_scene
-
-    try:
-        result = super_resolve_scene(
-            args.scene,
-            args.checkpoint,
-            args.out,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            batch_size=args.batch_size,
-            use_ema=not args.no_ema,
-            device=args.device,
-            dtype=args.dtype,
-            overwrite=args.overwrite,
-        )
-    except (S2SRDataError, CheckpointError) as err:
-        print(f"s2-srgan: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result.as_dict(), indent=2, default=str))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``s2-srgan`` argument parser."""
     parser = argparse.ArgumentParser(prog="s2-srgan", description=__doc__.split("\n")[0])
@@ -141,27 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)
 
-    sr = sub.add_parser("super-resolve", help="super-resolve a scene into a COG")
-    sr.add_argument("scene", help="band folder, .SAFE product or multi-band raster (or s3://)")
-    sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
-    sr.add_argument("--out", required=True, help="output .tif path or s3:// URI")
-    sr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    sr.add_argument("--tile-size", type=int, default=128, help="LR tile edge in pixels")
-    sr.add_argument("--overlap", type=int, default=16, help="LR overlap of neighbouring tiles")
-    sr.add_argument("--batch-size", type=int, default=8, help="tiles per generator call")
-    sr.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: a GPU if any)"
-    )
-    sr.add_argument(
-        "--no-ema", action="store_true", help="use the raw generator, not its EMA weights"
-    )
-    sr.add_argument(
-        "--dtype",
-        choices=["uint16", "float32"],
-        default="uint16",
-        help="uint16 reflectance x10000 (default) or float32 reflectance",
-    )
-    sr.set_defaults(func=_super_resolve)
+    add_super_resolve(sub)
+    add_evaluate(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from srgan.build import generator_from_config
 from srgan.checkpointing import CheckpointError, load_checkpoint
 from srgan.config import ConfigError, TrainingConfig, validate_config
+from srgan.lineage import CheckpointLineage, read_lineage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class InferenceModel:
         checkpoint: Where the weights came from.
         weights: ``"ema"`` (the averaged generator) or ``"generator"`` (the raw one).
         device: Where :meth:`predict` runs.
+        lineage: What the checkpoint records of its training data (degradation, store, run).
     """
 
     generator: nn.Module
@@ -65,6 +67,7 @@ class InferenceModel:
     checkpoint: str
     weights: Weights
     device: torch.device
+    lineage: CheckpointLineage = field(default_factory=CheckpointLineage)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -165,4 +168,4 @@ def load_inference_model(
     # NHWC: oneDNN (CPU) and cuDNN (GPU) convolutions then run without layout reorders;
     # torch's stubs lack the memory_format keyword that Module.to accepts
     generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return InferenceModel(generator, config, uri, source, target)
+    return InferenceModel(generator, config, uri, source, target, read_lineage(loaded))

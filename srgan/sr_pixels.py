@@ -21,9 +21,10 @@ from torch import Tensor
 
 from datasets.cog_writer import CogWriter
 from datasets.degradation import UINT16_MAX
-from datasets.harmonise import STORED_SCALE
+from datasets.harmonise import STORED_SCALE, Harmonisation
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene
+from srgan.qa_scene import SceneQA
 from srgan.tiled import Strip
 
 OutputDType = Literal["uint16", "float32"]
@@ -93,9 +94,13 @@ class StripSink:
         writer: The open output writer; its profile's nodata is the output nodata.
         dtype: Output pixel type.
         look: Collects the quicklook crop, if one is wanted.
+        qa: Scores every strip as written (same pass, no read-back), if given.
+        restore: Write the product's digital numbers (this harmonisation undone) instead of
+            harmonised values; the QA still sees harmonised values.
 
     Attributes:
-        seconds: Wall time spent masking, converting and writing strips.
+        seconds: Wall time spent masking, converting and writing strips (QA excluded: it
+            keeps its own time).
     """
 
     def __init__(
@@ -105,8 +110,12 @@ class StripSink:
         writer: CogWriter,
         dtype: OutputDType,
         look: Quicklook | None,
+        qa: SceneQA | None = None,
+        restore: Harmonisation | None = None,
     ) -> None:
         self.scene = scene
+        self.restore = restore
+        self.qa = qa
         self.scale = scale
         self.writer = writer
         self.dtype = dtype
@@ -122,6 +131,14 @@ class StripSink:
         self._raw = self.scene.read(Window(0, row_off, self.scene.width, n_rows))
         return torch.from_numpy(self._raw.astype(np.float32))
 
+    def _restored(self, out: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+        """uint16 harmonised values back in the product's DN convention; nodata kept."""
+        assert self.restore is not None
+        dn = self.restore.restore(out, self.scene.bands)
+        restored = np.clip(np.rint(dn), 1, UINT16_MAX).astype(np.uint16)
+        restored[:, invalid] = out[:, invalid]
+        return restored
+
     def write(self, strip: Strip) -> None:
         """Mask nodata, convert and write one strip (its rows lie in the last rows read)."""
         started = time.perf_counter()
@@ -132,5 +149,9 @@ class StripSink:
         if self.look is not None:
             self.look.add(strip.lr_row_off, lr, sr, invalid)
         nodata = float("nan") if self.nodata is None else self.nodata
-        self.writer.write(strip.hr_rows.start, to_output(sr, invalid, self.dtype, nodata))
+        out = to_output(sr, invalid, self.dtype, nodata)
+        written = out if self.restore is None else self._restored(out, invalid)
+        self.writer.write(strip.hr_rows.start, written)
         self.seconds += time.perf_counter() - started
+        if self.qa is not None:
+            self.qa.add(strip.lr_row_off, lr, out)

@@ -1,25 +1,31 @@
-"""Super-resolve a whole Sentinel-2 scene into a georeferenced COG at the HR grid.
+"""Super-resolve a whole Sentinel-2 scene into a georeferenced COG, with its QA and provenance.
 
-The glue between the scene readers, the tiled generator and the COG writer: the scene is read
-one row of tiles at a time, normalised per tile exactly as in training, super-resolved,
-denormalised, blended, converted to uint16 reflectance ×10000 (or float32 reflectance) and
-written strip by strip. Memory is bounded by one row of tiles at the HR width, whatever the
-scene height (about ``bands × tile_size·scale × width·scale × 4`` bytes for the blend buffer).
+The glue between the scene readers, the tiled generator, the QA and the COG writer: the scene is
+read one row of tiles at a time, normalised per tile exactly as in training, super-resolved,
+denormalised, blended, converted to uint16 reflectance ×10000 (or float32 reflectance), written
+strip by strip and scored by the consistency QA in the same pass. Memory is bounded by one row of
+tiles at the HR width, whatever the scene height (about ``bands × tile_size·scale × width·scale
+× 4`` bytes for the blend buffer, and as much again for the QA).
+
+Beside the COG go its QA sidecar (``<stem>_qa.tif``) and STAC Item (``<stem>.stac-item.json``);
+all three are checked writable before the model runs and published together (evidence first).
 
 Example::
 
     result = super_resolve_scene("S2A_MSIL1C_….SAFE", "best.ckpt", "s3://bucket/sr.tif")
-    result.output, result.megapixels_per_second
+    result.output, result.qa.verdict, result.seconds["qa"]
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 
 import torch
@@ -28,61 +34,23 @@ from torch import Tensor
 
 from datasets.cog_writer import CogWriter, Compression, RasterProfile
 from datasets.errors import InferenceError, SceneReadError
+from datasets.harmonise import HarmonisationParam
 from datasets.normalise import get_normalisation
-from datasets.output_location import check_output
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene, open_scene
 from datasets.scenes.bands import check_bands
 from datasets.version import DISTRIBUTION, software_version
 from srgan.devices import device_name
 from srgan.inference import InferenceModel, load_inference_model
+from srgan.output_bundle import BundlePublisher, check_bundle
+from srgan.provenance import OutputGrid, OutputLineage, file_sha256, stac_item
+from srgan.qa_gate import QAGate
+from srgan.qa_scene import QAGeometry, SceneQA
 from srgan.sr_pixels import OutputDType, StripSink, output_nodata
-from srgan.tiled import Predict, TiledSuperResolver
+from srgan.sr_result import SuperResolveResult
+from srgan.tiled import Predict, TiledSuperResolver, TileProgress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SuperResolveResult:
-    """What :func:`super_resolve_scene` produced; all fields are JSON-able.
-
-    Attributes:
-        output: The COG's path or ``s3://`` URI.
-        scene: The input scene URI; ``scene_id`` its identifier.
-        checkpoint: The checkpoint used; ``weights`` ``"ema"`` or ``"generator"``.
-        bands: Band names, in the output's band order.
-        scale: Upscaling factor.
-        lr_size: Input ``(width, height)`` in pixels; ``sr_size`` the output's.
-        crs: Output CRS (that of the scene) as WKT or ``EPSG:…``.
-        device: Where the generator ran.
-        tiles: Number of tiles the generator processed.
-        seconds: Wall time per stage (``read``, ``model``, ``blend``, ``write``, ``cog``,
-            ``total``); ``model`` is the generator alone, the rest is the tiling overhead.
-        megapixels_per_second: Output (SR) megapixels per second of ``total``.
-        peak_rss_mb: Peak resident memory of this process so far (MiB).
-        quicklook: PNG of an LR | SR crop at the scene centre, when one was asked for.
-    """
-
-    output: str
-    scene: str
-    scene_id: str
-    checkpoint: str
-    weights: str
-    bands: list[str]
-    scale: int
-    lr_size: tuple[int, int]
-    sr_size: tuple[int, int]
-    crs: str
-    device: str
-    tiles: int
-    seconds: dict[str, float]
-    megapixels_per_second: float
-    peak_rss_mb: float
-    quicklook: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The result as a plain dict."""
-        return asdict(self)
 
 
 def scene_predictor(model: InferenceModel) -> Predict:
@@ -133,6 +101,20 @@ def _open(scene: str, model: InferenceModel, **options: Any) -> Scene:
         ) from err
 
 
+def harmonisation_record(scene: Scene, reapply_offset: bool = False) -> dict[str, Any]:
+    """The radiometric harmonisation applied to ``scene``'s pixels, as recorded for provenance:
+    a JSON-ready dict (source of the decision, processing baseline, per-band offsets,
+    quantification; see :mod:`datasets.harmonise`) and the output's convention."""
+    output = "product digital numbers (offset re-applied)" if reapply_offset else "harmonised"
+    return {**scene.harmonisation.to_record(scene.bands), "output": output}
+
+
+def _units(dtype: OutputDType, reapply_offset: bool) -> str:
+    if dtype == "float32":
+        return "reflectance"
+    return "product digital numbers" if reapply_offset else "reflectance x 10000"
+
+
 def super_resolve_scene(
     scene: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str] | InferenceModel,
@@ -154,14 +136,20 @@ def super_resolve_scene(
     storage_options: Mapping[str, Any] | None = None,
     work_dir: str | None = None,
     quicklook: str | os.PathLike[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: TileProgress | None = None,
+    qa: QAGate | None = None,
+    harmonisation: HarmonisationParam | None = None,
+    reapply_offset: bool = False,
 ) -> SuperResolveResult:
-    """Super-resolve ``scene`` with a trained generator into a COG at ``out``.
+    """Super-resolve ``scene`` with a trained generator into a COG at ``out``, with QA and Item.
 
     The COG has the scene's CRS and bounds, pixel size divided by the scale (same origin),
     one band per checkpoint band (descriptions = band names), 512 px tiles, overviews and
     ``compress`` compression. Input pixels that are nodata in any band (the scene's nodata
-    value, or 0 when it declares none) are nodata in all bands of the output.
+    value, or 0 when it declares none) are nodata in all bands of the output. The QA
+    (:mod:`srgan.qa_scene`) scores the output as it is written; its sidecar and the STAC Item
+    (:mod:`srgan.provenance`) are written beside the COG. A QA verdict of ``failed`` is
+    reported in the result, not raised: the caller decides (``qa.on_fail``).
 
     Args:
         scene: Band folder, ``.SAFE`` product or multi-band raster; local or ``s3://``.
@@ -180,43 +168,70 @@ def super_resolve_scene(
         compress: COG compression (``deflate``, ``zstd``, ``lzw``).
         compress_level: Its level (deflate 1-9, zstd 1-22, ignored for lzw); default 1, the
             fastest (``None``: GDAL's default, 6 for deflate and 9 for zstd).
-        overwrite: Replace an existing output.
+        overwrite: Replace an existing output (and its sidecar and Item).
         resolution, resampling: Passed to :func:`~datasets.scenes.open_scene`.
         storage_options: s3fs options for ``s3://`` scenes and outputs.
         work_dir: Temporary folder for ``s3://`` outputs.
         quicklook: Where to save a PNG of an LR | SR crop at the scene centre.
-        progress: Called with ``(lr_rows_done, lr_rows_total)`` after each strip.
+        progress: Called with ``(tiles_done, tiles_total)`` after every batch of tiles.
+        qa: QA block size and gate thresholds (default: :class:`~srgan.qa_gate.QAGate`).
+        harmonisation: The radiometry of a scene without product metadata or STAC Item (see
+            :mod:`datasets.harmonise`); the input is always harmonised like the training data.
+        reapply_offset: Write the output in the product's own digital-number convention
+            (e.g. +1000 for baseline 04.00) instead of harmonised reflectance ×10000, for chains
+            that expect it; uint16 only. The QA still compares harmonised values.
 
     Returns:
-        Paths, sizes and timings of the run.
+        Paths, sizes, timings and the QA summary of the run.
 
     Raises:
-        OutputError: ``out`` exists, is not writable, or writing/uploading failed.
+        OutputError: ``out``, its sidecar or its Item exists, is not writable, or
+            writing/uploading failed (checked before the model runs).
         CheckpointError: The checkpoint is missing, damaged or unusable.
         InferenceError: The checkpoint's bands or scale do not fit the request or the scene.
         SceneReadError: The scene cannot be read (missing, corrupt, no CRS …).
-        ValueError: ``tile_size``, ``overlap`` or ``batch_size`` out of range.
+        ValueError: ``tile_size``, ``overlap``, ``batch_size`` or the QA block size (not a
+            multiple of the scale) out of range.
 
-    Nothing is left at ``out`` (nor in temporary folders) when an error is raised.
+    Nothing is left at ``out``, its sidecar or Item (nor in temporary folders) when an error
+    is raised.
     """
     started = time.perf_counter()
     out, scene = os.fspath(out), os.fspath(scene)
-    check_output(out, overwrite=overwrite, storage_options=storage_options)
+    if reapply_offset and dtype != "uint16":
+        raise ValueError(
+            "reapply_offset writes the product's uint16 digital numbers; it cannot be combined "
+            "with dtype='float32' (reflectance has no offset)"
+        )
+    gate = qa or QAGate()
+    check_bundle(out, overwrite=overwrite, storage_options=storage_options)
     if isinstance(checkpoint, InferenceModel):
         model = checkpoint
     else:
         model = load_inference_model(checkpoint, use_ema=use_ema, device=device)
     _check_fit(model, bands, scale)
-    tiler = TiledSuperResolver(scene_predictor(model), model.scale, tile_size, overlap, batch_size)
-    options = {"resolution": resolution, "resampling": resampling}
+    degradation, degradation_source = model.lineage.qa_degradation()
+    tiler = TiledSuperResolver(
+        scene_predictor(model), model.scale, tile_size, overlap, batch_size, progress
+    )
+    options = {"resolution": resolution, "resampling": resampling, "harmonisation": harmonisation}
     with _open(scene, model, storage_options=storage_options, **options) as opened:
         s, width, height = model.scale, opened.width, opened.height
         nodata = output_nodata(opened.nodata, dtype)
-        profile = RasterProfile(
-            width=width * s,
-            height=height * s,
+        grid = OutputGrid(
             crs=opened.crs,
             transform=opened.transform @ Affine.scale(1 / s),
+            width=width * s,
+            height=height * s,
+            bands=model.bands,
+            dtype=dtype,
+            nodata=nodata,
+        )
+        profile = RasterProfile(
+            width=grid.width,
+            height=grid.height,
+            crs=grid.crs,
+            transform=grid.transform,
             band_names=list(model.bands),
             dtype=dtype,
             nodata=nodata,
@@ -227,12 +242,28 @@ def super_resolve_scene(
                 "SR_CHECKPOINT": model.checkpoint,
                 "SR_WEIGHTS": model.weights,
                 "SR_SCALE": str(s),
-                "SR_UNITS": "reflectance x 10000" if dtype == "uint16" else "reflectance",
+                "SR_UNITS": _units(dtype, reapply_offset),
                 "SR_SOFTWARE": f"{DISTRIBUTION} {software_version()}",
+                "SR_HARMONISATION": json.dumps(harmonisation_record(opened, reapply_offset)),
             },
         )
+        tile_rows, tile_cols = tiler.grid(height, width)
+        geometry = QAGeometry(
+            model.bands,
+            s,
+            height,
+            width,
+            tuple(tile_rows),
+            tuple(tile_cols),
+            tile_size,
+            opened.nodata,
+        )
+        scene_qa = SceneQA(geometry, gate, degradation, degradation_source)
         look = Quicklook(width, height, s, model.bands) if quicklook is not None else None
         threads = max(1, torch.get_num_threads())
+        publisher = BundlePublisher(
+            out, overwrite=overwrite, storage_options=storage_options, work_dir=work_dir
+        )
         with CogWriter(
             out,
             profile,
@@ -241,17 +272,32 @@ def super_resolve_scene(
             work_dir=work_dir,
             threads=threads,
         ) as writer:
-            sink = StripSink(opened, s, writer, dtype, look)
+            restore = opened.harmonisation if reapply_offset else None
+            sink = StripSink(opened, s, writer, dtype, look, scene_qa, restore)
             for strip in tiler.stream(sink.read, height, width):
                 sink.write(strip)
-                if progress is not None:
-                    progress(strip.lr_row_off + strip.lr_rows, height)
-            cog_started = time.perf_counter()
-            published = writer.commit()
-            cog_seconds = time.perf_counter() - cog_started
+            qa_started = time.perf_counter()
+            checked = scene_qa.finish()
+            try:
+                sidecar = publisher.sidecar(checked.grids, grid, gate.block_size)
+                qa_seconds = scene_qa.seconds + time.perf_counter() - qa_started
+                summary = replace(checked.summary, sidecar=sidecar, seconds=round(qa_seconds, 3))
+                provenance_started = time.perf_counter()
+                lineage = _lineage(
+                    model, opened, scene, harmonisation_record(opened, reapply_offset)
+                )
+                item_id = PurePosixPath(out).name.removesuffix(".tif")
+                item = stac_item(item_id, grid, lineage, summary.as_dict(), out, sidecar)
+                item_path = publisher.item(item.to_dict(include_self_link=False))
+                provenance_seconds = time.perf_counter() - provenance_started
+                cog_started = time.perf_counter()
+                published = writer.commit()
+                cog_seconds = time.perf_counter() - cog_started
+            except BaseException:
+                publisher.roll_back()
+                raise
         look_path = look.save(quicklook) if look is not None and quicklook is not None else None
         crs = opened.crs.to_string()
-        scene_id = opened.scene_id
     total = time.perf_counter() - started
     t = tiler.timings
     seconds = {
@@ -260,14 +306,20 @@ def super_resolve_scene(
         "blend": t.blend,
         "write": sink.seconds,
         "cog": cog_seconds,
+        "qa": qa_seconds,
+        "provenance": provenance_seconds,
         "total": total,
     }
     result = SuperResolveResult(
         output=published,
+        qa_sidecar=sidecar,
+        stac_item=item_path,
         scene=scene,
-        scene_id=scene_id,
+        scene_id=lineage.scene_id,
         checkpoint=model.checkpoint,
+        checkpoint_sha256=lineage.checkpoint_sha256,
         weights=model.weights,
+        run_key=lineage.run_key,
         bands=list(model.bands),
         scale=s,
         lr_size=(width, height),
@@ -279,6 +331,27 @@ def super_resolve_scene(
         megapixels_per_second=round(width * height * s * s / 1e6 / total, 3),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         quicklook=os.fspath(look_path) if look_path is not None else None,
+        qa=summary,
     )
-    log.info("super-resolved %s → %s in %.1f s", scene, published, total)
+    log.info("super-resolved %s → %s in %.1f s; QA %s", scene, published, total, summary.verdict)
     return result
+
+
+def _lineage(
+    model: InferenceModel, opened: Scene, scene: str, harmonisation: dict[str, Any] | None
+) -> OutputLineage:
+    """The output's lineage; ``harmonisation`` from :func:`harmonisation_record`."""
+    recorded = model.lineage
+    return OutputLineage(
+        scene_id=opened.scene_id,
+        scene=scene,
+        harmonisation=harmonisation,
+        checkpoint=model.checkpoint,
+        checkpoint_sha256=file_sha256(model.checkpoint),
+        weights=model.weights,
+        run_key=recorded.run_key,
+        store=recorded.store or model.config.data.store,
+        store_version=recorded.store_version or model.config.data.version,
+        degradation=recorded.degradation,
+        software=f"{DISTRIBUTION} {software_version()}",
+    )

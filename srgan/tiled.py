@@ -34,6 +34,8 @@ from torch import Tensor
 Predict = Callable[[Tensor], Tensor]
 #: ``(row_off, n_rows)`` → ``(C, n_rows, width)`` float32 LR rows.
 ReadRows = Callable[[int, int], Tensor]
+#: ``(tiles_done, tiles_total)``, called after every batch of tiles.
+TileProgress = Callable[[int, int], None]
 
 #: Lowest window weight: a tile's contribution never drops to exactly 0, so every pixel has a
 #: positive total weight, while the zero-padded margin of a tile still counts 1000× less than
@@ -151,6 +153,7 @@ class TiledSuperResolver:
             its outer quarters are the margin where a tile's zero-padding effects are ignored,
             so make ``overlap / 4`` at least the network's effective receptive radius.
         batch_size: Tiles per ``predict`` call (≥ 1).
+        progress: Called with ``(tiles_done, tiles_total)`` after every batch of tiles.
 
     Raises:
         ValueError: A size is out of range.
@@ -161,6 +164,7 @@ class TiledSuperResolver:
     tile_size: int = 128
     overlap: int = 16
     batch_size: int = 8
+    progress: TileProgress | None = None
     timings: TileTimings = field(default_factory=TileTimings)
 
     def __post_init__(self) -> None:
@@ -175,6 +179,13 @@ class TiledSuperResolver:
             )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+
+    def grid(self, height: int, width: int) -> tuple[list[int], list[int]]:
+        """LR start offsets of the tiles along rows and columns of a ``height × width`` image."""
+        return (
+            tile_starts(height, self.tile_size, self.overlap),
+            tile_starts(width, self.tile_size, self.overlap),
+        )
 
     def stream(self, read_rows: ReadRows, height: int, width: int) -> Iterator[Strip]:
         """Super-resolve an LR image of ``height × width`` pixels, yielding finished strips.
@@ -193,7 +204,8 @@ class TiledSuperResolver:
             ValueError: ``predict`` returned a tensor of the wrong shape.
         """
         s, tile_h, tile_w = self.scale, min(self.tile_size, height), min(self.tile_size, width)
-        ys, xs = (tile_starts(n, self.tile_size, self.overlap) for n in (height, width))
+        ys, xs = self.grid(height, width)
+        total, done = len(ys) * len(xs), 0
         wy = axis_windows(height, self.tile_size, ys, s)
         wx = axis_windows(width, self.tile_size, xs, s)
         acc: Tensor | None = None  # HR rows of the current tile row; row 0 is LR row y0
@@ -210,6 +222,9 @@ class TiledSuperResolver:
                     wy[i][None, :, None] * torch.stack(wx[first : first + len(batch_x)])[:, None, :]
                 )
                 out = self._predict(tiles, weights)
+                done += len(batch_x)
+                if self.progress is not None:
+                    self.progress(done, total)
                 started = time.perf_counter()
                 for k, x in enumerate(batch_x):
                     acc[:, :, x * s : (x + tile_w) * s] += out[k]

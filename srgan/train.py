@@ -31,6 +31,7 @@ from srgan.checkpointing import (
 )
 from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
 from srgan.devices import device_name
+from srgan.lineage import TrainingLineage
 from srgan.module import SRGANModule
 from srgan.preview import preview_name
 from srgan.run_folder import (
@@ -235,7 +236,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_iterations,
         logger=RunCSVLogger(run_dir),
-        callbacks=[last, best, *callbacks],
+        callbacks=[last, best, TrainingLineage(run_dir), *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         default_root_dir=run_dir,

@@ -1,0 +1,147 @@
+"""``s2-srgan super-resolve``: a scene in, a COG with its QA sidecar and STAC Item out.
+
+Prints a progress bar (tiles) on stderr while it runs and the result (paths, timing split, QA
+summary) as JSON on stdout. Exit status: 0 done (QA passed, or broken with ``--qa-on-fail
+warn``), 2 an error the user can fix (one line on stderr), 3 the output broke the QA gate
+(files kept; the reasons on stderr).
+
+The QA options mirror :class:`~srgan.qa_gate.QAGate` field by field (``--qa-<field>``), so
+their defaults and ranges live in that one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from srgan.qa_gate import QAGate
+
+#: Exit status of a run whose output broke the QA gate (with ``on_fail="fail"``).
+EXIT_QA_FAILED = 3
+
+
+def add_qa_options(parser: argparse.ArgumentParser) -> None:
+    """``--qa-<field>`` for every :class:`QAGate` field (default: the model's)."""
+    group = parser.add_argument_group("QA gate (docs/trust.md)")
+    for name, field in QAGate.model_fields.items():
+        group.add_argument(
+            f"--qa-{name.replace('_', '-')}",
+            dest=f"qa_{name}",
+            default=None,
+            metavar="VALUE",
+            help=f"default {field.default}",
+        )
+
+
+def qa_gate(args: argparse.Namespace) -> QAGate:
+    """The :class:`QAGate` of the ``--qa-*`` options.
+
+    Raises:
+        ValueError: A value out of range or of the wrong type; the message names the option.
+    """
+    given = {n: getattr(args, f"qa_{n}") for n in QAGate.model_fields}
+    try:
+        return QAGate(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"--qa-{str(e['loc'][0]).replace('_', '-')} {e['msg'].lower()} (got {e.get('input')!r})"
+            for e in err.errors()
+        )
+        raise ValueError(problems) from None
+
+
+def add_super_resolve(sub: Any) -> None:
+    """Register the ``super-resolve`` subcommand."""
+    sr = sub.add_parser("super-resolve", help="super-resolve a scene into a COG (with QA)")
+    sr.add_argument("scene", help="band folder, .SAFE product or multi-band raster (or s3://)")
+    sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
+    sr.add_argument("--out", required=True, help="output .tif path or s3:// URI")
+    sr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    sr.add_argument("--tile-size", type=int, default=128, help="LR tile edge in pixels")
+    sr.add_argument("--overlap", type=int, default=16, help="LR overlap of neighbouring tiles")
+    sr.add_argument("--batch-size", type=int, default=8, help="tiles per generator call")
+    sr.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: a GPU if any)"
+    )
+    sr.add_argument(
+        "--no-ema", action="store_true", help="use the raw generator, not its EMA weights"
+    )
+    sr.add_argument(
+        "--dtype",
+        choices=["uint16", "float32"],
+        default="uint16",
+        help="uint16 reflectance x10000 (default) or float32 reflectance",
+    )
+    sr.add_argument("--offset", type=float, help="harmonisation offset (DN) of bare files")
+    sr.add_argument("--quantification", type=float, help="DNs per unit reflectance")
+    sr.add_argument(
+        "--reapply-offset",
+        action="store_true",
+        help="write the product's digital numbers (e.g. +1000 since baseline 04.00), not "
+        "harmonised reflectance x10000",
+    )
+    sr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_qa_options(sr)
+    sr.set_defaults(func=run_super_resolve)
+
+
+def run_super_resolve(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status."""
+    from tqdm import tqdm
+
+    from datasets.errors import S2SRDataError
+    from datasets.harmonise import HarmonisationParam
+    from srgan.checkpointing import CheckpointError
+    from srgan.super_resolve_scene import super_resolve_scene
+
+    gate = qa_gate(args)  # before any work: a bad threshold costs nothing
+    given = {"offset": args.offset, "quantification": args.quantification}
+    harmonisation = (
+        HarmonisationParam(**{k: v for k, v in given.items() if v is not None})
+        if any(v is not None for v in given.values())
+        else None
+    )
+    bar = tqdm(
+        total=0, unit="tile", desc="super-resolve", disable=args.no_progress, file=sys.stderr
+    )
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = super_resolve_scene(
+            args.scene,
+            args.checkpoint,
+            args.out,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            use_ema=not args.no_ema,
+            device=args.device,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+            progress=progress,
+            qa=gate,
+            harmonisation=harmonisation,
+            reapply_offset=args.reapply_offset,
+        )
+    except (S2SRDataError, CheckpointError) as err:
+        hint = ""
+        if isinstance(err, HarmonisationError):
+            hint = " On the command line: --offset -1000 (or 0), --quantification N."
+        print(f"s2-srgan: error: {err}{hint}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(json.dumps(result.as_dict(), indent=2, default=str))
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(f"s2-srgan: {timing}", file=sys.stderr)
+    if result.passed:
+        return 0
+    print(f"s2-srgan: QA gate broken: {' '.join(result.qa.reasons)}", file=sys.stderr)
+    return EXIT_QA_FAILED if gate.on_fail == "fail" else 0

