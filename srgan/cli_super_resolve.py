@@ -93,7 +93,7 @@ def run_super_resolve(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
     from tqdm import tqdm
 
-    from datasets.errors import S2SRDataError
+    from datasets.errors import HarmonisationError, S2SRDataError
     from datasets.harmonise import HarmonisationParam
     from srgan.checkpointing import CheckpointError
     from srgan.super_resolve_scene import super_resolve_scene
