@@ -15,13 +15,18 @@ from pydantic import Field
 
 from flows.tile import tile_sentinel2
 from flows.train import train_srgan
-from srgan.config import ValMetric
-from srgan.promotion import is_better
+from srgan.config import METRIC_HIGHER_IS_BETTER, ValMetric
 from tasks.credentials import s3_credentials
 from tasks.evaluate import evaluate_checkpoints
 from tasks.registry import promote_champion, read_champion
 from tasks.storage import default_store
 from tasks.train import training_config
+
+
+def is_better(challenger: float, champion: float, metric: str, min_gain: float) -> bool:
+    """Whether the challenger beats the champion by more than ``min_gain`` on ``metric``."""
+    gain = challenger - champion if METRIC_HIGHER_IS_BETTER[metric] else champion - challenger
+    return gain > min_gain
 
 
 @flow(name="retrain-srgan", log_prints=True)

@@ -5,7 +5,7 @@ Scores are binary fractions (exact in floating point), so a gain equal to ``min_
 equal and the boundary itself is tested. The direction of each metric is written out here, not
 read from the code under test.
 
-Shown failing: with ``gain >= min_gain`` in ``srgan.promotion.is_better`` the boundary tests fail;
+Shown failing: with ``gain >= min_gain`` in ``flows.retrain.is_better`` the boundary tests fail;
 with the direction ignored (``gain = challenger - champion``) the lower-is-better tests fail; with
 ``min_gain`` ignored (``gain > 0``) the margin tests fail.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from srgan.promotion import is_better
+from flows.retrain import is_better
 
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "l1": False, "sam": False, "ergas": False}
 
