@@ -20,7 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_CUDA_ONLY = "the CUDA generators' branch: no GPU here, so it cannot run (a GPU test would)"
+_CUDA_ONLY = (
+    "the CUDA generators' branch: it cannot run without a GPU (test_rng.py's gpu test covers it "
+    "on a GPU machine)"
+)
 _NUMPY_KEYS = (
     "NumPy's set_state converts the key array to uint32 itself; the keys are < 2**32, exact "
     "in any integer or float64 dtype"
@@ -33,6 +36,7 @@ EQUIVALENT: dict[str, str] = {
     "srgan.rng.x_rng_states__mutmut_15": f"np.asarray(keys) keeps uint32: {_NUMPY_KEYS}",
     "srgan.rng.x_restore_rng_states__mutmut_10": f"astype(None) gives float64: {_NUMPY_KEYS}",
     **{f"srgan.rng.x_restore_rng_states__mutmut_{n}": _CUDA_ONLY for n in range(14, 21)},
+    **{f"srgan.rng.x_rng_states__mutmut_{n}": _CUDA_ONLY for n in range(18, 21)},
 }
 
 _LINE = re.compile(r"^\s*(?P<name>[\w.]+\.x[_ǁ]\S*?__mutmut_\d+): (?P<status>.+)$")

@@ -11,6 +11,7 @@ import io
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from srgan.rng import restore_rng_states, rng_states
@@ -51,3 +52,16 @@ def test_states_survive_a_weights_only_checkpoint() -> None:
     _draws()
     restore_rng_states(loaded)
     assert _draws() == expected
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_generators_are_restored_too() -> None:
+    """Not run without a GPU (so mutation testing on CPU lists the CUDA lines as equivalent)."""
+    torch.cuda.manual_seed_all(5)
+    states = rng_states()
+    assert len(states["cuda"]) == torch.cuda.device_count()
+    expected = torch.rand(3, device="cuda").tolist()
+    torch.rand(3, device="cuda")
+    restore_rng_states(states)
+    assert torch.rand(3, device="cuda").tolist() == expected
