@@ -61,3 +61,19 @@ def test_calling_the_ema_runs_the_averaged_generator():
     x = torch.ones(3, 2)
     assert torch.equal(ema(x), ema.module(x))
     assert not torch.equal(ema(x), net(x))
+
+
+def test_defaults_update_from_the_first_iteration_without_warmup():
+    net = nn.Linear(1, 1, bias=False)
+    ema = GeneratorEMA(net, decay=0.99)
+    assert ema.should_update(0)
+    for value in (1.0, 3.0, 5.0, 7.0):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema.update(net)
+    assert float(ema.module.weight) == pytest.approx(_expected(False)[-1], rel=1e-6)
+
+
+def test_the_average_is_never_trained():
+    ema = GeneratorEMA(nn.Linear(2, 1), decay=0.5)
+    assert not any(p.requires_grad for p in ema.parameters())
