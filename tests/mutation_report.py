@@ -37,6 +37,11 @@ EQUIVALENT: dict[str, str] = {
     "srgan.rng.x_restore_rng_states__mutmut_10": f"astype(None) gives float64: {_NUMPY_KEYS}",
     **{f"srgan.rng.x_restore_rng_states__mutmut_{n}": _CUDA_ONLY for n in range(14, 21)},
     **{f"srgan.rng.x_rng_states__mutmut_{n}": _CUDA_ONLY for n in range(18, 21)},
+    "srgan.ema.xǁGeneratorEMAǁ_average__mutmut_21": (
+        "zip(strict=False): AveragedModel always passes two lists of the same length"
+    ),
+    "srgan.metrics.x_bicubic_upsample__mutmut_4": "align_corners=None is torch's False",
+    "srgan.metrics.x_bicubic_upsample__mutmut_8": "align_corners left out is torch's False",
 }
 
 _LINE = re.compile(r"^\s*(?P<name>[\w.]+\.x[_ǁ]\S*?__mutmut_\d+): (?P<status>.+)$")
