@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lint format test test-fast demo bench clean
+.PHONY: setup lint format test test-fast demo bench bench-check mutation clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,16 @@ demo: setup
 
 bench: setup bench-reference-setup
 	$(BIN)/python -m bench
+
+# Recorded tables older than the code they measure (informative: always exits 0).
+bench-check: setup
+	$(BIN)/python -m bench.check
+
+# Mutation testing of the modules behind the core promises ([tool.mutmut] in pyproject.toml
+# lists them and their tests); slow (tens of minutes on 2 cores), not part of `make test`.
+mutation: setup
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python tests/mutation_report.py
 
 # The reference implementation (opensr-srgan 0.4.3) in its own venv, for `python -m bench
 # opensr:WORKLOAD` (see bench/reference_worker.py). Same torch and Lightning as ours; no

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, stamp
 from bench.system import machine
 from bench.training import (
     BASELINE_REVISION,
@@ -130,7 +130,7 @@ def run_training_suite(specs: list[str], args: argparse.Namespace) -> None:
     path = report.write_json(name, payload, out / "results" if out else report.RESULTS_DIR)
     if not args.no_markdown:
         md = out / "RESULTS.md" if out else report.RESULTS_MD
-        report.update_results_md(name, report.render_training(payload), md)
+        report.update_results_md(name, report.render_training(payload), md, args.commit)
     _log(f"wrote {path}")
     print(report.training_table(payload))
 
@@ -160,6 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline-revision", default=BASELINE_REVISION, help="git revision of `+before`"
     )
     args = parser.parse_args(argv)
+    # the tables name the commit they measure: refuse a dirty tree before measuring, not after
+    writes_results = not args.output and not args.no_markdown
+    try:
+        args.commit = stamp.commit_to_record(allow_dirty=not writes_results)
+    except stamp.DirtyTreeError as err:
+        parser.error(str(err))
     requested = args.workloads or default_workloads()
     suites = [w for w in requested if w in SUITES]
     specs = [w for w in requested if w not in SUITES]

