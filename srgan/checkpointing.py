@@ -183,6 +183,13 @@ _REFUSED_GLOBAL = re.compile(r"unsupported (?:global:? )?GLOBAL ([\w.]+)", re.IG
 _UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 
+def refused_global(err: BaseException) -> str | None:
+    """The global (``posix.system``...) torch's weights-only unpickler refused in ``err``, if
+    that is why loading failed."""
+    refused = _REFUSED_GLOBAL.search(str(err))
+    return refused.group(1) if refused else None
+
+
 def _unpickling_error(uri: str | Path, err: pickle.UnpicklingError) -> CheckpointError:
     """What a refusal of torch's weights-only unpickler means, without torch's advice to load
     the file unrestricted (that would run whatever code it holds)."""

@@ -90,8 +90,9 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``s2-srgan`` argument parser."""
+def build_parser(command: str | None = "super-resolve") -> argparse.ArgumentParser:
+    """The ``s2-srgan`` argument parser; ``command`` is the one about to run (the options of
+    the others that need heavy imports to be built are then left out)."""
     parser = argparse.ArgumentParser(prog="s2-srgan", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)
 
-    add_super_resolve(sub)
+    add_super_resolve(sub, chosen=command == "super-resolve")
     add_evaluate(sub)
     return parser
 
@@ -127,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; errors the user can fix are printed as one line, exit status 2 (the
     traceback goes to the log at DEBUG level)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in given if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(given)
     try:
         return int(args.func(args))
     except Exception as err:

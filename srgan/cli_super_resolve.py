@@ -14,18 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from srgan.qa_gate import QAGate
+if TYPE_CHECKING:
+    from srgan.qa_gate import QAGate
 
 #: Exit status of a run whose output broke the QA gate (with ``on_fail="fail"``).
 EXIT_QA_FAILED = 3
 
 
 def add_qa_options(parser: argparse.ArgumentParser) -> None:
-    """``--qa-<field>`` for every :class:`QAGate` field (default: the model's)."""
+    """``--qa-<field>`` for every :class:`QAGate` field (default: the model's); built only when
+    the command is ``super-resolve``, so other commands never import pydantic."""
+    from srgan.qa_gate import QAGate
+
     group = parser.add_argument_group("QA gate (docs/trust.md)")
     for name, field in QAGate.model_fields.items():
         group.add_argument(
@@ -43,6 +45,10 @@ def qa_gate(args: argparse.Namespace) -> QAGate:
     Raises:
         ValueError: A value out of range or of the wrong type; the message names the option.
     """
+    from pydantic import ValidationError
+
+    from srgan.qa_gate import QAGate
+
     given = {n: getattr(args, f"qa_{n}") for n in QAGate.model_fields}
     try:
         return QAGate(**{k: v for k, v in given.items() if v is not None})
@@ -54,8 +60,10 @@ def qa_gate(args: argparse.Namespace) -> QAGate:
         raise ValueError(problems) from None
 
 
-def add_super_resolve(sub: Any) -> None:
-    """Register the ``super-resolve`` subcommand."""
+def add_super_resolve(sub: Any, chosen: bool = True) -> None:
+    """Register the ``super-resolve`` subcommand; its QA options only when it is the
+    ``chosen`` command (they are read from the QA model, and ``s2-srgan --help`` lists
+    commands, not their options)."""
     sr = sub.add_parser("super-resolve", help="super-resolve a scene into a COG (with QA)")
     sr.add_argument("scene", help="band folder, .SAFE product or multi-band raster (or s3://)")
     sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
@@ -85,7 +93,8 @@ def add_super_resolve(sub: Any) -> None:
         "harmonised reflectance x10000",
     )
     sr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    add_qa_options(sr)
+    if chosen:
+        add_qa_options(sr)
     sr.set_defaults(func=run_super_resolve)
 
 

@@ -106,10 +106,19 @@ def load_vgg19_features(weights_path: str | Path) -> nn.Sequential:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        from srgan.checkpointing import refused_global
+
+        refused = refused_global(err)
+        what = (
+            f"holds code or objects that are not allowed (global {refused}); it was refused and "
+            "nothing in it ran"
+            if refused
+            else f"is not a loadable tensor state_dict ({type(err).__name__})"
+        )
         raise ValueError(
-            f"{path} is not a loadable tensor state_dict ({err}); save it with "
-            "torch.save(model.state_dict(), path)"
-        ) from err
+            f"{path} {what}. Perceptual weights are a plain state_dict of tensors: save them "
+            "with torch.save(model.state_dict(), path) from a source you trust"
+        ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} must hold a state_dict (a mapping of names to tensors)")
     features = {

@@ -107,12 +107,13 @@ def patch_store(bigearthnet_dirs: list[Path], tmp_path_factory: pytest.TempPathF
     return store
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
-    """A temporary Prefect server (SQLite) for the in-process flow runs of one test module.
+    """A temporary Prefect server (SQLite) for the in-process flow runs of every test module.
 
-    Module-scoped, never nested: a second harness started inside a live one leaves Prefect's
-    events client (which records task runs) talking to the wrong server.
+    One per session (starting one costs 20-30 s on 2 cores), never nested: a second harness
+    started inside a live one leaves Prefect's events client (which records task runs)
+    talking to the wrong server. Tests find their own runs by flow run id, never "the newest".
     """
     from prefect.testing.utilities import prefect_test_harness
 

@@ -14,14 +14,6 @@ from srgan.sr_result import SuperResolveResult
 from tasks.registry import ChampionError, resolve_checkpoint
 
 
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 @pytest.fixture(scope="session")
 def checkpoint(tiny_checkpoint: str) -> str:
     return tiny_checkpoint

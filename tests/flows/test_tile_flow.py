@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -37,14 +37,6 @@ CROP = Window(col_off=640, row_off=512, width=64, height=64)
 
 # Starting the temporary Prefect server takes 20-30 s on 2 shared cores; each test 0.3-5 s.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 class Run(NamedTuple):
