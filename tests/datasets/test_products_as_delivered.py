@@ -123,8 +123,10 @@ def test_safe_metadata_missing_or_unreadable_is_refused(
         tile_scene(str(product), str(store), PARAMS)
     assert product.name in str(caught.value) and not store.exists()
     # stating the radiometry explicitly lets the user go on
-    params = PARAMS.model_copy(update={"harmonisation": {"offset": -1000}})
-    assert tile_scene(str(product), str(store), TilingParams.model_validate(params.model_dump()))
+    params = TilingParams.model_validate(
+        {**PARAMS.model_dump(), "harmonisation": {"offset": -1000}}
+    )
+    assert tile_scene(str(product), str(store), params)
 
 
 @pytest.mark.parametrize("count", [0, 2])
@@ -202,3 +204,19 @@ def test_a_legacy_store_of_older_scenes_takes_new_ones(
     assert tile_scene(str(s2_products.l1c_2023), store, PARAMS).patches_kept == 16
     ds = open_patch_store(store)
     assert np.isnan(ds["clear_fraction"].values[0])  # the legacy patch's value is unknown
+
+
+def test_8_bit_input_is_refused_by_super_resolve(
+    s2_products: Products, tiny_checkpoint: str, tmp_path: Path
+) -> None:
+    from srgan.super_resolve_scene import super_resolve_scene
+
+    folder = tmp_path / "export"
+    for band in ("B02", "B03", "B04", "B08"):
+        with rasterio.open(s2_products.bare_2023 / f"T18SVG_20230615T155619_{band}.tif") as src:
+            data = (src.read() // 64).clip(0, 255).astype(np.uint8)
+            write_raster(folder / f"{band}.tif", data, {"crs": src.crs, "transform": src.transform})
+    out = tmp_path / "sr.tif"
+    with pytest.raises(HarmonisationError, match="8-bit"):
+        super_resolve_scene(folder, tiny_checkpoint, out)
+    assert not out.exists()
