@@ -230,17 +230,6 @@ class Harmonisation:
             "offsets": {band: self.offset(band) for band in chosen},
         }
 
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Harmonisation:
-        """The harmonisation a :meth:`to_record` record describes."""
-        return cls(
-            source=record["source"],
-            detail=record.get("detail", ""),
-            offsets=dict(record.get("offsets", {})),
-            quantification=float(record.get("quantification", STORED_SCALE)),
-            baseline=record.get("baseline"),
-        )
-
 
 def name_evidence(names: Iterable[str]) -> tuple[date | None, str | None]:
     """The latest date and the baseline (``"04.00"``) named in ``names``, if any.

@@ -54,8 +54,20 @@ def test_restore_puts_the_offset_back() -> None:
     assert ESA.restore(np.array([[[0.0, 1534.0]]]), ("B02",)).tolist() == [[[0.0, 2534.0]]]
 
 
-def test_record_round_trips() -> None:
-    assert Harmonisation.from_record(ESA.to_record(BANDS)) == ESA
+def test_restore_undoes_a_quantification_too() -> None:
+    eight_bit = Harmonisation("parameter", "test", {"B02": -10.0}, quantification=255)
+    stored = np.array([[[0.0, 10000.0, 2000.0]]])
+    assert eight_bit.restore(stored, ("B02",)).tolist() == [[[0.0, 265.0, 61.0]]]
+
+
+def test_record_names_what_was_applied() -> None:
+    assert ESA.to_record(BANDS) == {
+        "source": "product-metadata",
+        "detail": "test",
+        "baseline": None,
+        "quantification": 10000.0,
+        "offsets": {"B02": -1000.0, "B08": -1000.0},
+    }
 
 
 @pytest.mark.parametrize(
@@ -133,14 +145,35 @@ def test_unreadable_metadata_without_parameter_fails_and_with_one_uses_it() -> N
             "raster:bands",
         ),
         (ItemRadiometry("i", baseline="05.09"), -1000, "s2:processing_baseline 05.09"),
+        (ItemRadiometry("i", baseline="04.00"), -1000, "s2:processing_baseline 04.00"),
         (ItemRadiometry("i", baseline="03.01"), 0, "s2:processing_baseline 03.01"),
     ],
-    ids=["flag", "raster-bands", "baseline-after", "baseline-before"],
+    ids=["flag", "raster-bands", "baseline-after", "baseline-04.00", "baseline-before"],
 )
 def test_stac_item_radiometry(item: ItemRadiometry, offset: float, detail: str) -> None:
     chosen = decide(RadiometryHints(item=item), HarmonisationParam(offset=-7), "s", BANDS)
     assert chosen.source == "stac-item" and detail in chosen.detail
     assert chosen.offset("B02") == pytest.approx(offset) and chosen.quantification == 10000
+    assert chosen.baseline == item.baseline  # recorded with the scene
+
+
+def test_an_items_raster_bands_and_flag_keep_its_baseline() -> None:
+    scaling = {b: (0.0001, -0.1) for b in BANDS}
+    for item in (
+        ItemRadiometry("i", offset_applied=True, baseline="05.09"),
+        ItemRadiometry("i", baseline="05.09", band_scaling=scaling),
+    ):
+        assert decide(RadiometryHints(item=item), None, "s", BANDS).baseline == "05.09"
+
+
+def test_a_parameter_shadowed_by_metadata_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    hints = RadiometryHints(metadata=_metadata())
+    with caplog.at_level("WARNING", logger="datasets.harmonise"):
+        decide(hints, None, "the/scene", BANDS)
+        assert caplog.records == []
+        decide(hints, HarmonisationParam(offset=0), "the/scene", BANDS)
+    (record,) = caplog.records
+    assert "the/scene" in record.getMessage() and "P.SAFE/MTD.xml" in record.getMessage()
 
 
 def test_an_item_without_radiometry_falls_back_to_the_parameter() -> None:
@@ -160,8 +193,17 @@ def test_names_before_2022_or_none_store_as_read(names: list[str], source: str) 
 
 
 @pytest.mark.parametrize(
-    "names", [["T33UUP_20220125T100031_B02.jp2"], ["S2A_MSIL1C_20180101T1_N0400_R054_T1_2018"]]
+    ("names", "evidence"),
+    [
+        (["T33UUP_20220125T100031_B02.jp2"], "named with date 2022-01-25"),
+        (["S2A_MSIL1C_20180101T1_N0400_R054_T1_2018"], "named with baseline 04.00"),
+    ],
 )
-def test_names_from_the_offset_date_or_baseline_on_are_refused(names: list[str]) -> None:
-    with pytest.raises(HarmonisationError, match=r"harmonisation=\{'offset': -1000\}"):
+def test_names_from_the_offset_date_or_baseline_on_are_refused(
+    names: list[str], evidence: str
+) -> None:
+    with pytest.raises(HarmonisationError, match=r"harmonisation=\{'offset': -1000\}") as caught:
         decide(RadiometryHints(names=names), None, "the/scene", BANDS)
+    message = str(caught.value)
+    assert message.startswith(f"the/scene is {evidence}, so its digital numbers may carry")
+    assert "comes without product metadata saying so. Tile the whole .SAFE product" in message
