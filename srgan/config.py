@@ -33,15 +33,21 @@ from srgan.losses.perceptual import PerceptualLayer
 from srgan.models import SRGANDiscriminatorConfig, SRResNetConfig
 from srgan.presets import preset_file, preset_names
 
-ValMetric = Literal["l1", "psnr", "ssim", "sam", "ergas"]
+ValMetric = Literal[
+    "l1", "psnr", "ssim", "sam", "ergas", "improvement", "omission", "hallucination"
+]
 
-#: Whether a larger value of a validation metric is better.
+#: Whether a larger value of a validation metric is better. The last three are opensr-test's
+#: shares of the pixels where SR differs (:mod:`srgan.opensr_shares`).
 METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
     "l1": False,
     "psnr": True,
     "ssim": True,
     "sam": False,
     "ergas": False,
+    "improvement": True,
+    "omission": False,
+    "hallucination": False,
 }
 
 

@@ -18,7 +18,8 @@ from datasets.version import software_version
 from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
 from srgan.train import FitResult
 
-METRICS = ("l1", "psnr", "ssim", "sam", "ergas")
+#: Validation metrics shown, in order: PSNR/SSIM/SAM/ERGAS/L1 and the opensr-test shares.
+METRICS = tuple(METRIC_HIGHER_IS_BETTER)
 
 
 def metrics_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:

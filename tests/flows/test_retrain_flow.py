@@ -90,7 +90,8 @@ def test_better_challenger_is_promoted(
     assert f"challenger: `{result.challenger}`" in artifacts["retrain-decision"].data
     assert result.challenger in artifacts["srgan-champion"].data
     rows = json.loads(artifacts["retrain-evaluation"].data)
-    assert {r["model"] for r in rows} == {"challenger", "champion"}
+    assert [r["model"] for r in rows] == ["challenger", "champion", "bicubic"]
+    assert all(r["hallucination"] is not None for r in rows)
 
 
 def test_worse_challenger_keeps_the_champion(
