@@ -122,6 +122,24 @@ class CorrectnessShareMetric(Metric):
         return {name: shares[i] for i, name in enumerate(SHARES)}
 
 
+def metric_rows(metrics: dict[str, float]) -> list[tuple[str, float, float, float]]:
+    """``(name, model, bicubic, gain)`` of each validation metric present (gain: positive when
+    the model is better), in the order of :data:`~srgan.config.METRIC_HIGHER_IS_BETTER`."""
+    rows = []
+    for name in METRIC_HIGHER_IS_BETTER:
+        if f"val_metrics/{name}" not in metrics:
+            continue
+        rows.append(
+            (
+                name,
+                metrics[f"val_metrics/{name}"],
+                metrics.get(f"val_metrics/bicubic_{name}", math.nan),
+                metrics.get(f"val_metrics/{name}_gain", math.nan),
+            )
+        )
+    return rows
+
+
 def bicubic_upsample(lr: Tensor, scale: int) -> Tensor:
     """Bicubic upsampling of ``(B, C, h, w)`` to ``(B, C, h*scale, w*scale)``: the baseline."""
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)

@@ -16,6 +16,7 @@ from datasets.errors import PatchStoreError
 from datasets.store_radiometry import scene_rows
 from datasets.version import software_version
 from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
+from srgan.metrics import metric_rows
 from srgan.train import FitResult
 
 #: Validation metrics shown, in order: PSNR/SSIM/SAM/ERGAS/L1 and the opensr-test shares.
@@ -24,19 +25,10 @@ METRICS = tuple(METRIC_HIGHER_IS_BETTER)
 
 def metrics_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
     """Rows of metric, SRGAN (EMA) value, bicubic value and gain over bicubic (positive: better)."""
-    rows = []
-    for name in METRICS:
-        if f"val_metrics/{name}" not in metrics:
-            continue
-        rows.append(
-            {
-                "metric": name,
-                "srgan": round(metrics[f"val_metrics/{name}"], 5),
-                "bicubic": round(metrics[f"val_metrics/bicubic_{name}"], 5),
-                "gain": round(metrics[f"val_metrics/{name}_gain"], 5),
-            }
-        )
-    return rows
+    return [
+        {"metric": n, "srgan": round(m, 5), "bicubic": round(b, 5), "gain": round(g, 5)}
+        for n, m, b, g in metric_rows(metrics)
+    ]
 
 
 def _link(path: str) -> str:
