@@ -155,7 +155,9 @@ class ValidationConfig(_Strict):
     every_n_iterations: int = Field(500, ge=1)
     limit_batches: int | float = 1.0
     preview_bands: list[int] = Field(default_factory=lambda: [2, 1, 0])
-    preview_samples: int = Field(4, ge=1)
+    preview_samples: int = Field(3, ge=1)
+    # HR pixels per preview panel side: a centre crop, or the whole (magnified) smaller patch
+    preview_crop: int = Field(128, ge=16)
     train_metrics_every: int = Field(50, ge=1)
     best_metric: ValMetric = "l1"
 

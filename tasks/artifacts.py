@@ -16,6 +16,7 @@ from datasets.errors import PatchStoreError
 from datasets.store_radiometry import scene_rows
 from datasets.version import software_version
 from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
+from srgan.loss_curve import write_loss_curves
 from srgan.metrics import metric_rows
 from srgan.train import FitResult
 
@@ -35,15 +36,33 @@ def _link(path: str) -> str:
     return path if "://" in path else Path(path).resolve().as_uri()
 
 
-def _preview_markdown(preview: str | None) -> str:
-    if not preview:
-        return "_no preview_"
+def _embedded_png(path: str | None, alt: str) -> str | None:
+    """Markdown showing a PNG inline (a data URI: the artifact needs no file server)."""
+    if not path:
+        return None
     try:
-        with fsspec.open(preview, "rb") as file:  # local path or the run's s3:// folder
+        with fsspec.open(path, "rb") as file:  # local path or the run's s3:// folder
             data = base64.b64encode(file.read()).decode()
     except FileNotFoundError:
+        return None
+    return f"![{alt}](data:image/png;base64,{data})"
+
+
+def _preview_markdown(preview: str | None) -> str:
+    image = _embedded_png(preview, "preview")
+    if image is None:
         return "_no preview_"
-    return f"LR | bicubic | SR | HR\n\n![preview](data:image/png;base64,{data})"
+    return (
+        "Validation samples (centre crops; each band stretched 2–98 % once for all panels)"
+        f"\n\n{image}"
+    )
+
+
+def loss_curves_markdown(run_dir: str) -> str:
+    """The run's loss curves (generator content / adversarial, D(y) / D(G(x))), drawn from
+    its metric log into ``previews/loss_curves.png`` and shown inline."""
+    image = _embedded_png(write_loss_curves(run_dir), "loss curves")
+    return image or "_no training step logged_"
 
 
 #: Most rows of the report's validation curve (first, best and last are always among them).
@@ -165,6 +184,10 @@ def register_training_artifacts(
 
 {curve}
 
+## Loss curves
+
+{loss_curves_markdown(result.run_dir)}
+
 ## Training data
 
 {data}
@@ -179,6 +202,6 @@ def register_training_artifacts(
     create_markdown_artifact(
         key=keys.preview,
         markdown=_preview_markdown(result.preview),
-        description="LR | bicubic | SR | HR",
+        description="LR | bicubic | SR | HR (validation crops)",
     )
     return keys
