@@ -6,7 +6,8 @@ warn``), 2 an error the user can fix (one line on stderr), 3 the output broke th
 (files kept; the reasons on stderr).
 
 The QA options mirror :class:`~srgan.qa_gate.QAGate` field by field (``--qa-<field>``), so
-their defaults and ranges live in that one model.
+their ranges live in that one model and their defaults in :mod:`srgan.qa_defaults` (which
+``--help`` reads without loading pydantic).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from srgan.qa_defaults import DEFAULTS, GateDefaults
 
-from srgan.qa_gate import QAGate
+if TYPE_CHECKING:
+    from srgan.qa_gate import QAGate
 
 #: Exit status of a run whose output broke the QA gate (with ``on_fail="fail"``).
 EXIT_QA_FAILED = 3
@@ -27,13 +30,13 @@ EXIT_QA_FAILED = 3
 def add_qa_options(parser: argparse.ArgumentParser) -> None:
     """``--qa-<field>`` for every :class:`QAGate` field (default: the model's)."""
     group = parser.add_argument_group("QA gate (docs/trust.md)")
-    for name, field in QAGate.model_fields.items():
+    for field in fields(GateDefaults):
         group.add_argument(
-            f"--qa-{name.replace('_', '-')}",
-            dest=f"qa_{name}",
+            f"--qa-{field.name.replace('_', '-')}",
+            dest=f"qa_{field.name}",
             default=None,
             metavar="VALUE",
-            help=f"default {field.default}",
+            help=f"default {getattr(DEFAULTS, field.name)}",
         )
 
 
@@ -43,6 +46,10 @@ def qa_gate(args: argparse.Namespace) -> QAGate:
     Raises:
         ValueError: A value out of range or of the wrong type; the message names the option.
     """
+    from pydantic import ValidationError
+
+    from srgan.qa_gate import QAGate
+
     given = {n: getattr(args, f"qa_{n}") for n in QAGate.model_fields}
     try:
         return QAGate(**{k: v for k, v in given.items() if v is not None})

@@ -162,6 +162,34 @@ class ValidationConfig(_Strict):
     best_metric: ValMetric = "l1"
 
 
+class LoggerConfig(_Strict):
+    """Where the run's metrics go besides its own ``logs/metrics.csv`` (always written).
+
+    ``csv``: nowhere else; ``tensorboard``: event files in ``<run_dir>/tensorboard``;
+    ``mlflow``: an MLflow tracking server (install ``s2-srgan[mlflow]``). In YAML, a plain
+    name (``logger: tensorboard``) stands for ``{name: tensorboard}``.
+    """
+
+    name: Literal["csv", "tensorboard", "mlflow"] = "csv"
+    # mlflow only: the server (default: $MLFLOW_TRACKING_URI) and the experiment of the run
+    tracking_uri: str | None = None
+    experiment: str = Field("s2-srgan", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _mlflow_fields(self) -> LoggerConfig:
+        # their defaults pass (a dumped config holds every field), other values do not
+        defaults = LoggerConfig.model_fields
+        for key in ("tracking_uri", "experiment"):
+            if self.name != "mlflow" and getattr(self, key) != defaults[key].default:
+                raise ValueError(f"{key} is for name: mlflow, not {self.name}")
+        return self
+
+
 class TrainerConfig(_Strict):
     """Lightning Trainer settings; nothing here names a particular device."""
 
@@ -183,6 +211,7 @@ class TrainerConfig(_Strict):
     # glibc only: keep freed memory in the heap during fit instead of an mmap/munmap (and a page
     # fault per 4 KiB) for every large tensor of every step; handed back when fit ends.
     retain_freed_memory: bool = True
+    logger: LoggerConfig = Field(default_factory=LoggerConfig)
 
 
 class TrainingConfig(_Strict):

@@ -22,6 +22,7 @@ from srgan.config import ValidationConfig
 from srgan.metrics import bicubic_upsample
 from srgan.module import CHECKPOINT_KEY, SRGANModule
 from srgan.preview import preview_grid, write_previews
+from srgan.tracking import log_file
 
 
 class ValidationRecorder(Callback):
@@ -89,6 +90,7 @@ class ValidationRecorder(Callback):
                 crop=self.preview_crop,
             )
             self.last_preview = write_previews(grid, self.preview_dir, module.iteration)
+            log_file(trainer.loggers, self.last_preview, "previews", module.iteration)
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]

@@ -2,7 +2,9 @@
 
 Both go to ``<storage>/registry/champions/<run-key>/`` (``model-card.md``, ``mlm-item.json``),
 one folder per promoted champion, so earlier champions keep theirs; ``champion.json`` names
-them, and the ``srgan-model-card`` artifact shows the card.
+them, and the ``srgan-model-card`` artifact shows the card. A champion trained with
+``trainer.logger: mlflow`` is also logged to its MLflow run and registered there
+(:func:`srgan.tracking.log_champion`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
 
 from srgan.mlm_record import mlm_item
 from srgan.model_card import model_card
 from srgan.model_facts import TrainingRun, model_facts
+from srgan.tracking import log_champion
 from srgan.train import FitResult
 from tasks.storage import join, put_text, storage_root
 
@@ -64,4 +68,11 @@ def document_model(
     put_text(mlm_uri, json.dumps(mlm_item(facts, card_href=card_uri).to_dict(), indent=2))
     put_text(card_uri, card)
     create_markdown_artifact(key="srgan-model-card", markdown=card, description=facts.name)
+    try:
+        version = log_champion(fit.run_dir, checkpoint, [card_uri, mlm_uri])
+    except Exception as err:  # the tracker is a copy for people; the registry is champion.json
+        get_run_logger().warning("could not log the champion to MLflow: %s", err)
+    else:
+        if version is not None:
+            get_run_logger().info("champion registered in MLflow as s2-srgan version %s", version)
     return card_uri, mlm_uri
