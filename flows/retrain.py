@@ -2,7 +2,8 @@
 
 Tile new scenes, train a challenger warm-started from the champion, evaluate both on the same
 validation patches, and promote the challenger only if it is better on the configured metric.
-Every decision is recorded as an artifact (``retrain-decision``).
+Every decision is recorded as an artifact (``retrain-decision``); a promoted challenger gets a
+model card and a STAC MLM record (``srgan-model-card``, linked from ``srgan-champion``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flows.train import train_srgan
 from srgan.config import ValMetric
 from tasks.credentials import s3_credentials
 from tasks.evaluate import evaluate_checkpoints
+from tasks.model_docs import document_model
 from tasks.registry import ChampionRecord, promote_champion, read_champion
 from tasks.retrain import RetrainDecision, Scores, decide, register_retrain_decision
 from tasks.storage import default_store
@@ -82,6 +84,7 @@ def retrain_srgan(
             )
         champion = read_champion(storage)
         run_key = f"retrain-{runtime.flow_run.id}"
+        init_from = champion.checkpoint if champion and warm_start else None
         trained = train_srgan(
             store=target,
             config=config,
@@ -89,7 +92,7 @@ def retrain_srgan(
             storage=storage,
             run_key=run_key,
             max_iterations=max_iterations,
-            init_from=champion.checkpoint if champion and warm_start else None,
+            init_from=init_from,
             credentials_block=credentials_block,
         )
         checkpoints = {"challenger": trained.fit.checkpoint}
@@ -100,6 +103,15 @@ def retrain_srgan(
         decision = decide(scores, metric, min_gain)
         register_retrain_decision(decision, scores, checkpoints, metric, min_gain, data.version)
         if decision.promote:
+            # the card and MLM record first: champion.json never names files that are missing
+            card, mlm = document_model(
+                storage,
+                run_key,
+                checkpoints["challenger"],
+                scores["challenger"],
+                trained.fit,
+                init_from,
+            )
             record = ChampionRecord(
                 checkpoint=checkpoints["challenger"],
                 run_key=run_key,
@@ -108,6 +120,8 @@ def retrain_srgan(
                 metrics=scores["challenger"],
                 store=target,
                 store_version=data.version,
+                model_card=card,
+                mlm_record=mlm,
             )
             promote_champion(storage, record)
         return RetrainResult(decision, scores, checkpoints["challenger"])

@@ -90,9 +90,8 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(command: str | None = "super-resolve") -> argparse.ArgumentParser:
-    """The ``s2-srgan`` argument parser; ``command`` is the one about to run (the options of
-    the others that need heavy imports to be built are then left out)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``s2-srgan`` argument parser."""
     parser = argparse.ArgumentParser(prog="s2-srgan", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -119,7 +118,7 @@ def build_parser(command: str | None = "super-resolve") -> argparse.ArgumentPars
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)
 
-    add_super_resolve(sub, chosen=command == "super-resolve")
+    add_super_resolve(sub)
     add_evaluate(sub)
     return parser
 
@@ -128,9 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; errors the user can fix are printed as one line, exit status 2 (the
     traceback goes to the log at DEBUG level)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    given = list(sys.argv[1:] if argv is None else argv)
-    command = next((arg for arg in given if not arg.startswith("-")), None)
-    args = build_parser(command).parse_args(given)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except Exception as err:

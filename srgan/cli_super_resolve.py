@@ -6,7 +6,8 @@ warn``), 2 an error the user can fix (one line on stderr), 3 the output broke th
 (files kept; the reasons on stderr).
 
 The QA options mirror :class:`~srgan.qa_gate.QAGate` field by field (``--qa-<field>``), so
-their defaults and ranges live in that one model.
+their ranges live in that one model and their defaults in :mod:`srgan.qa_defaults` (which
+``--help`` reads without loading pydantic).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
+
+from srgan.qa_defaults import DEFAULTS, GateDefaults
 
 if TYPE_CHECKING:
     from srgan.qa_gate import QAGate
@@ -24,18 +28,16 @@ EXIT_QA_FAILED = 3
 
 
 def add_qa_options(parser: argparse.ArgumentParser) -> None:
-    """``--qa-<field>`` for every :class:`QAGate` field (default: the model's); built only when
-    the command is ``super-resolve``, so other commands never import pydantic."""
-    from srgan.qa_gate import QAGate
-
+    """``--qa-<field>`` for every :class:`QAGate` field (default: the model's), from the
+    pydantic-free defaults, so ``s2-srgan --help`` never imports pydantic."""
     group = parser.add_argument_group("QA gate (docs/trust.md)")
-    for name, field in QAGate.model_fields.items():
+    for field in fields(GateDefaults):
         group.add_argument(
-            f"--qa-{name.replace('_', '-')}",
-            dest=f"qa_{name}",
+            f"--qa-{field.name.replace('_', '-')}",
+            dest=f"qa_{field.name}",
             default=None,
             metavar="VALUE",
-            help=f"default {field.default}",
+            help=f"default {getattr(DEFAULTS, field.name)}",
         )
 
 
@@ -60,10 +62,8 @@ def qa_gate(args: argparse.Namespace) -> QAGate:
         raise ValueError(problems) from None
 
 
-def add_super_resolve(sub: Any, chosen: bool = True) -> None:
-    """Register the ``super-resolve`` subcommand; its QA options only when it is the
-    ``chosen`` command (they are read from the QA model, and ``s2-srgan --help`` lists
-    commands, not their options)."""
+def add_super_resolve(sub: Any) -> None:
+    """Register the ``super-resolve`` subcommand."""
     sr = sub.add_parser("super-resolve", help="super-resolve a scene into a COG (with QA)")
     sr.add_argument("scene", help="band folder, .SAFE product or multi-band raster (or s3://)")
     sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
@@ -93,8 +93,7 @@ def add_super_resolve(sub: Any, chosen: bool = True) -> None:
         "harmonised reflectance x10000",
     )
     sr.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    if chosen:
-        add_qa_options(sr)
+    add_qa_options(sr)
     sr.set_defaults(func=run_super_resolve)
 
 

@@ -33,15 +33,21 @@ from srgan.losses.perceptual import PerceptualLayer
 from srgan.models import SRGANDiscriminatorConfig, SRResNetConfig
 from srgan.presets import preset_file, preset_names
 
-ValMetric = Literal["l1", "psnr", "ssim", "sam", "ergas"]
+ValMetric = Literal[
+    "l1", "psnr", "ssim", "sam", "ergas", "improvement", "omission", "hallucination"
+]
 
-#: Whether a larger value of a validation metric is better.
+#: Whether a larger value of a validation metric is better. The last three are opensr-test's
+#: shares of the pixels where SR differs (:mod:`srgan.opensr_shares`).
 METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
     "l1": False,
     "psnr": True,
     "ssim": True,
     "sam": False,
     "ergas": False,
+    "improvement": True,
+    "omission": False,
+    "hallucination": False,
 }
 
 
@@ -149,9 +155,39 @@ class ValidationConfig(_Strict):
     every_n_iterations: int = Field(500, ge=1)
     limit_batches: int | float = 1.0
     preview_bands: list[int] = Field(default_factory=lambda: [2, 1, 0])
-    preview_samples: int = Field(4, ge=1)
+    preview_samples: int = Field(3, ge=1)
+    # HR pixels per preview panel side: a centre crop, or the whole (magnified) smaller patch
+    preview_crop: int = Field(128, ge=16)
     train_metrics_every: int = Field(50, ge=1)
     best_metric: ValMetric = "l1"
+
+
+class LoggerConfig(_Strict):
+    """Where the run's metrics go besides its own ``logs/metrics.csv`` (always written).
+
+    ``csv``: nowhere else; ``tensorboard``: event files in ``<run_dir>/tensorboard``;
+    ``mlflow``: an MLflow tracking server (install ``s2-srgan[mlflow]``). In YAML, a plain
+    name (``logger: tensorboard``) stands for ``{name: tensorboard}``.
+    """
+
+    name: Literal["csv", "tensorboard", "mlflow"] = "csv"
+    # mlflow only: the server (default: $MLFLOW_TRACKING_URI) and the experiment of the run
+    tracking_uri: str | None = None
+    experiment: str = Field("s2-srgan", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _mlflow_fields(self) -> LoggerConfig:
+        # their defaults pass (a dumped config holds every field), other values do not
+        defaults = LoggerConfig.model_fields
+        for key in ("tracking_uri", "experiment"):
+            if self.name != "mlflow" and getattr(self, key) != defaults[key].default:
+                raise ValueError(f"{key} is for name: mlflow, not {self.name}")
+        return self
 
 
 class TrainerConfig(_Strict):
@@ -175,6 +211,7 @@ class TrainerConfig(_Strict):
     # glibc only: keep freed memory in the heap during fit instead of an mmap/munmap (and a page
     # fault per 4 KiB) for every large tensor of every step; handed back when fit ends.
     retain_freed_memory: bool = True
+    logger: LoggerConfig = Field(default_factory=LoggerConfig)
 
 
 class TrainingConfig(_Strict):

@@ -24,8 +24,8 @@ import torch
 from datasets.errors import InferenceError, PatchStoreError
 from datasets.patch_dataset import PatchDataset
 from srgan.inference import InferenceModel, load_inference_model
-from srgan.metrics import SRValidationMetrics
-from srgan.opensr_shares import CorrectnessShares, correctness_shares
+from srgan.metrics import SHARES, SRValidationMetrics
+from srgan.opensr_shares import CorrectnessShares
 from srgan.super_resolve_scene import scene_predictor
 
 REFLECTANCE_SCALE = 10000.0
@@ -40,8 +40,9 @@ class StoreEvaluation:
         store: The patch store; ``store_version`` the version read; ``split`` the split.
         pairs: Number of (LR, HR) pairs evaluated.
         metrics: ``l1``, ``psnr``, ``ssim``, ``ergas`` (and ``sam`` with several bands, in
-            radians) of SR, the same with a ``bicubic_`` prefix, and ``<name>_gain`` (positive:
-            SR better than bicubic).
+            radians) and the ``improvement``, ``omission`` and ``hallucination`` shares of SR,
+            the same with a ``bicubic_`` prefix, and ``<name>_gain`` (positive: SR better than
+            bicubic).
         shares: opensr-test improvement / omission / hallucination shares over all pairs
             (weighted by judged pixels).
     """
@@ -107,22 +108,15 @@ def evaluate_store(
         raise PatchStoreError(f"the {split!r} split of patch store {store} holds no pair")
     predict = scene_predictor(model)
     metrics = SRValidationMetrics(model.scale, 1.0, len(model.bands))
-    weighted, judged = torch.zeros(3, dtype=torch.float64), 0
     for first in range(0, count, batch_size):
         batch = [pairs[i] for i in range(first, min(first + batch_size, count))]
         lr = torch.stack([p[0] for p in batch])
         hr = torch.stack([p[1] for p in batch]) / REFLECTANCE_SCALE
         sr = (predict(lr).float().cpu() / REFLECTANCE_SCALE).clamp(0, 1)
-        lr = lr / REFLECTANCE_SCALE
-        metrics.update(sr, lr, hr)
-        for i in range(len(batch)):
-            shares = correctness_shares(lr[i], sr[i], hr[i], border=_border(hr.shape[-1], model))
-            if shares.pixels:
-                values = [shares.improvement, shares.omission, shares.hallucination]
-                weighted += torch.tensor(values, dtype=torch.float64) * shares.pixels
-                judged += shares.pixels
+        metrics.update(sr, lr / REFLECTANCE_SCALE, hr)
     scores = {k.removeprefix("val_metrics/"): v for k, v in metrics.compute().items()}
-    total = weighted / max(judged, 1)
+    improvement, omission, hallucination = (scores[name] for name in SHARES)
+    shares = CorrectnessShares(improvement, omission, hallucination, metrics.judged_pixels)
     return StoreEvaluation(
         checkpoint=model.checkpoint,
         weights=model.weights,
@@ -131,10 +125,5 @@ def evaluate_store(
         split=split,
         pairs=count,
         metrics=scores,
-        shares=CorrectnessShares(float(total[0]), float(total[1]), float(total[2]), judged),
+        shares=shares,
     )
-
-
-def _border(size: int, model: InferenceModel) -> int:
-    """opensr-test's 16 px border, smaller on small patches (a quarter of the patch at most)."""
-    return min(16, size // 4 // model.scale * model.scale)

@@ -59,6 +59,16 @@ class CorrectnessShares:
     pixels: int
 
 
+def patch_border(size: int, scale: int) -> int:
+    """opensr-test's 16 px border, smaller on small patches (a quarter of the patch at most).
+
+    Args:
+        size: Patch edge in HR pixels.
+        scale: Super-resolution factor (the border is a multiple of it).
+    """
+    return min(BORDER, size // 4 // scale * scale)
+
+
 def match_histograms(source: Tensor, template: Tensor) -> Tensor:
     """Band-wise histogram matching of ``(C, H, W)`` ``source`` to ``template`` (floats)."""
     out = torch.empty_like(source)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +110,18 @@ def file_sha256(uri: str, storage_options: dict[str, Any] | None = None) -> str:
     return digest.hexdigest()
 
 
+def eo_bands(names: Sequence[str]) -> list[Band]:
+    """eo band objects (name, common name, centre wavelength) of Sentinel-2 band names."""
+    return [
+        Band.create(
+            name=name,
+            common_name=S2_BAND_INFO.get(name, (None, 0.0))[0],
+            center_wavelength=S2_BAND_INFO[name][1] if name in S2_BAND_INFO else None,
+        )
+        for name in names
+    ]
+
+
 def acquisition_time(scene_id: str) -> datetime | None:
     """The sensing time in a Sentinel-2 product name (``…_20220105T154651_…``), if any."""
     found = _ACQUIRED.search(scene_id)
@@ -191,14 +204,7 @@ def stac_item(
         )
         for _ in grid.bands
     ]
-    EOExtension.ext(asset, add_if_missing=True).bands = [
-        Band.create(
-            name=name,
-            common_name=S2_BAND_INFO.get(name, (None, 0.0))[0],
-            center_wavelength=S2_BAND_INFO[name][1] if name in S2_BAND_INFO else None,
-        )
-        for name in grid.bands
-    ]
+    EOExtension.ext(asset, add_if_missing=True).bands = eo_bands(grid.bands)
     if sidecar_href is not None:
         sidecar = pystac.Asset(
             sidecar_href, title="QA: per-block consistency scores", media_type=COG_MEDIA_TYPE

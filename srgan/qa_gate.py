@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from srgan.qa_defaults import DEFAULTS
+
 #: Bits of the per-block ``flags`` band of the QA sidecar.
 FLAG_REFLECTANCE = 1
 FLAG_SPECTRAL = 2
@@ -44,14 +46,14 @@ class QAGate(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    block_size: int = Field(512, ge=64, le=8192)
-    max_reflectance_error: float = Field(0.015, gt=0.0, le=1.0)
-    max_spectral_angle: float = Field(2.5, gt=0.0, le=90.0)
-    max_shift: float = Field(0.15, gt=0.0, le=10.0)
-    max_flagged_share: float = Field(0.05, ge=0.0, le=1.0)
-    max_seam_ratio: float = Field(1.25, ge=1.0, le=10.0)
-    min_valid_share: float = Field(0.5, gt=0.0, le=1.0)
-    on_fail: Literal["fail", "warn"] = "fail"
+    block_size: int = Field(DEFAULTS.block_size, ge=64, le=8192)
+    max_reflectance_error: float = Field(DEFAULTS.max_reflectance_error, gt=0.0, le=1.0)
+    max_spectral_angle: float = Field(DEFAULTS.max_spectral_angle, gt=0.0, le=90.0)
+    max_shift: float = Field(DEFAULTS.max_shift, gt=0.0, le=10.0)
+    max_flagged_share: float = Field(DEFAULTS.max_flagged_share, ge=0.0, le=1.0)
+    max_seam_ratio: float = Field(DEFAULTS.max_seam_ratio, ge=1.0, le=10.0)
+    min_valid_share: float = Field(DEFAULTS.min_valid_share, gt=0.0, le=1.0)
+    on_fail: Literal["fail", "warn"] = DEFAULTS.on_fail
 
 
 Verdict = Literal["passed", "failed"]

@@ -71,6 +71,31 @@ def _correlate_last(x: Tensor, kernels: Tensor, scale: int, count: int) -> Tenso
     return out.view(*x.shape[:-1], count)
 
 
+def _correlate_reflected(x: Tensor, kernels: Tensor, scale: int, radius: int, count: int) -> Tensor:
+    """:func:`_correlate_last` of ``x`` reflect-padded by ``radius`` on both ends of its last
+    axis, without copying all of ``x`` into a padded array (a quarter of the degradation's
+    time on a full-width strip): only the few outputs whose window reaches past an end are
+    computed from small padded slices."""
+    width, k = x.shape[-1], kernels.shape[1]
+    q = -(-k // scale)
+    first = -(-radius // scale)  # outputs from here on need no left padding
+    last = min(count, (width + radius) // scale - q + 1)  # ... and up to here no right padding
+    if radius == 0 or first >= last or width <= radius:
+        padded = F.pad(x, (radius, radius), mode="reflect") if radius else x
+        return _correlate_last(padded, kernels, scale, count)
+    left = F.pad(x[..., : first * scale + k], (radius, 0), mode="reflect")
+    middle = x[..., first * scale - radius :]
+    right = F.pad(x[..., last * scale - radius :], (0, radius), mode="reflect")
+    return torch.cat(
+        [
+            _correlate_last(left, kernels, scale, first),
+            _correlate_last(middle, kernels, scale, last - first),
+            _correlate_last(right, kernels, scale, count - last),
+        ],
+        dim=-1,
+    )
+
+
 def degrade_rows(
     hr: Tensor, kernels: Tensor, radius: int, scale: int, top: int, bottom: int
 ) -> Tensor:
@@ -93,8 +118,7 @@ def degrade_rows(
     _, h, w = hr.shape
     count_y, count_x = (h - top - bottom) // scale, w // scale
     # columns first: the full-size pass is the cheap matmul one, the row pass runs at W / scale
-    x = F.pad(hr, (radius, radius), mode="reflect") if radius else hr
-    x = _correlate_last(x, kernels, scale, count_x)
+    x = _correlate_reflected(hr, kernels, scale, radius, count_x)
     if radius:
         x = F.pad(x, (0, 0, radius, radius), mode="reflect")
     x = x[:, top : top + (count_y - 1) * scale + kernels.shape[1]]
@@ -158,18 +182,63 @@ def spectral_angle_degrees(a: Tensor, b: Tensor) -> Tensor:
     the callers anyway).
     """
     dot = (a * b).sum(0)
-    norms = a.norm(dim=0) * b.norm(dim=0)
-    cos = torch.where(norms > 0, dot / norms.clamp_min(1e-12), torch.ones_like(dot))
-    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+    squared_norms = (a * a).sum(0) * (b * b).sum(0)
+    # one rsqrt of the product instead of two norms and a division: 2.5 times faster on a strip
+    cos = torch.where(squared_norms > 0, dot * torch.rsqrt(squared_norms.clamp_min(1e-24)), 1.0)
+    return torch.rad2deg(torch.acos(cos.clamp_(-1.0, 1.0)))
 
 
-def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: np.ndarray) -> np.ndarray:
-    """Inverse DFT of ``data`` on a ``size × size`` grid, ``factor`` times finer, at ``offsets``."""
-    for n, offset in zip(data.shape[::-1], offsets[::-1], strict=True):
-        kernel = (np.arange(size) - offset)[:, None] * np.fft.fftfreq(n, factor)
-        # einsum, not tensordot: BLAS's own thread pool would fight torch's for the cores
-        data = np.einsum("ij,...j->i...", np.exp(-2j * np.pi * kernel), data)
-    return data
+def _upsampled_dft(data: Tensor, size: int, factor: int, offsets: Tensor) -> Tensor:
+    """Inverse DFT of each ``(h, w)`` item of ``data`` ``(N, h, w)`` on a ``size × size`` grid,
+    ``factor`` times finer, at its own ``offsets`` ``(N, 2)``; returns ``(N, size, size)``."""
+    grid = torch.arange(size, dtype=torch.float64)[None, :, None]
+
+    def kernel(offset: Tensor, n: int) -> Tensor:
+        phase = (grid - offset[:, None, None]) * torch.fft.fftfreq(n, factor, dtype=torch.float64)
+        return torch.polar(torch.ones_like(phase), -2 * math.pi * phase).to(data.dtype)
+
+    # batched complex matmuls in torch's thread pool: x (last axis) first, then y
+    data = torch.matmul(kernel(offsets[:, 1], data.shape[2]), data.transpose(1, 2))
+    return torch.matmul(kernel(offsets[:, 0], data.shape[2]), data.transpose(1, 2))
+
+
+def phase_shifts(reference: np.ndarray, moving: np.ndarray, upsample: int = 20) -> np.ndarray:
+    """Sub-pixel translations of ``moving`` relative to ``reference``, pair by pair, by phase
+    correlation; all pairs in one batch of FFTs (see :func:`phase_shift` for the method).
+
+    Args:
+        reference: ``(N, h, w)`` float images.
+        moving: ``(N, h, w)`` float images.
+        upsample: Precision is ``1 / upsample`` pixel.
+
+    Returns:
+        ``(N, 2)`` float64 ``(dy, dx)`` per pair; ``nan`` for a pair where either image is flat.
+    """
+    h, w = reference.shape[1:]
+    # single precision (complex64 FFTs and matmuls): the refinement to 1/20 px is far above
+    # float32's rounding
+    ref = torch.from_numpy(np.asarray(reference, np.float32))
+    mov = torch.from_numpy(np.asarray(moving, np.float32))
+    window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
+    a = (ref - ref.mean(dim=(1, 2), keepdim=True)) * window
+    b = (mov - mov.mean(dim=(1, 2), keepdim=True)) * window
+    flat = ~((a != 0).flatten(1).any(1) & (b != 0).flatten(1).any(1))
+    product = torch.fft.fft2(b) * torch.fft.fft2(a).conj()
+    product /= product.abs().clamp_min(1e-12)
+    corr = torch.fft.ifft2(product).abs().flatten(1)
+    index = corr.argmax(dim=1)
+    peak = torch.stack([index // w, index % w], dim=1).double()
+    shape = torch.tensor([h, w], dtype=torch.float64)
+    peak = torch.where(peak > shape // 2, peak - shape, peak)
+    peak = torch.round(peak * upsample) / upsample
+    size = math.ceil(upsample * 1.5)
+    centre = float(size // 2)
+    fine = _upsampled_dft(product.conj(), size, upsample, centre - peak * upsample).abs()
+    best = fine.flatten(1).argmax(dim=1)
+    refined = torch.stack([best // size, best % size], dim=1).double()
+    shifts = peak + (refined - centre) / upsample
+    shifts[flat] = math.nan
+    return shifts.numpy()
 
 
 def phase_shift(
@@ -191,22 +260,5 @@ def phase_shift(
         ``(dy, dx)`` in pixels: positive when ``moving``'s content lies further down / right.
         ``(nan, nan)`` when either image is flat (no structure to align).
     """
-    h, w = reference.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
-    a = (reference - reference.mean()) * window
-    b = (moving - moving.mean()) * window
-    if not (a.any() and b.any()):
-        return math.nan, math.nan
-    product = np.fft.fft2(b) * np.fft.fft2(a).conj()
-    product /= np.maximum(np.abs(product), 1e-12)
-    corr = np.abs(np.fft.ifft2(product))
-    peak = np.array(np.unravel_index(int(np.argmax(corr)), corr.shape), dtype=np.float64)
-    shape = np.array([h, w], dtype=np.float64)
-    peak[peak > shape // 2] -= shape[peak > shape // 2]
-    peak = np.round(peak * upsample) / upsample
-    size = math.ceil(upsample * 1.5)
-    centre = float(size // 2)
-    fine = np.abs(_upsampled_dft(product.conj(), size, upsample, centre - peak * upsample))
-    refined = np.array(np.unravel_index(int(np.argmax(fine)), fine.shape), dtype=np.float64)
-    dy, dx = peak + (refined - centre) / upsample
+    dy, dx = phase_shifts(reference[None], moving[None], upsample)[0]
     return float(dy), float(dx)

@@ -34,7 +34,7 @@ from srgan.qa_measures import (
     bicubic_sampled_rows,
     degradation_kernels,
     degrade_rows,
-    phase_shift,
+    phase_shifts,
     spectral_angle_degrees,
 )
 from srgan.qa_record import QASummary
@@ -332,18 +332,30 @@ class SceneQA:
         )
 
     def _shifts(self, block_row: int, n_rows: int) -> None:
-        """Phase-correlate each block of a finished block row, band by band."""
-        for j, x0 in enumerate(self.col_starts):
+        """Phase-correlate each block of a finished block row, band by band, in one batch per
+        block width (the FFTs of all blocks and bands at once)."""
+        pairs: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for j, start in enumerate(self.col_starts):
+            x0 = int(start)
             x1 = min(x0 + self.block, self.geometry.width)
             valid = self._block_valid[:n_rows, x0:x1]
             if min(valid.shape) < MIN_SHIFT_BLOCK or valid.mean() < self.gate.min_valid_share:
                 continue
-            for band in range(len(self.geometry.bands)):
-                ref = self._block_lr[band, :n_rows, x0:x1].copy()
-                moved = self._block_d[band, :n_rows, x0:x1].copy()
-                ref[~valid], moved[~valid] = ref[valid].mean(), moved[valid].mean()
-                dy, dx = phase_shift(ref, moved)
-                self.scores.shift[band, block_row, j] = math.hypot(dy, dx)
+            ref = self._block_lr[:, :n_rows, x0:x1].copy()
+            moved = self._block_d[:, :n_rows, x0:x1].copy()
+            # nodata filled with the band's mean: no structure, so no false correlation
+            ref[:, ~valid] = ref[:, valid].mean(axis=1)[:, None]
+            moved[:, ~valid] = moved[:, valid].mean(axis=1)[:, None]
+            pairs.setdefault(x1 - x0, []).append((j, ref, moved))
+        bands = len(self.geometry.bands)
+        for group in pairs.values():
+            shifts = phase_shifts(
+                np.concatenate([ref for _, ref, _ in group]),
+                np.concatenate([moved for _, _, moved in group]),
+            )
+            distance = np.hypot(shifts[:, 0], shifts[:, 1]).reshape(len(group), bands)
+            for (j, _, _), values in zip(group, distance, strict=True):
+                self.scores.shift[:, block_row, j] = values
 
     def finish(self) -> SceneQAResult:
         """The scene's summary and per-block grids (call once every row was added).

@@ -41,7 +41,7 @@ from srgan.run_folder import (
     run_lease,
     training_limits,
 )
-from srgan.run_log import RunCSVLogger
+from srgan.tracking import run_loggers
 from srgan.validation_recorder import ValidationRecorder
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def build_trainer(
         limit_val_batches=config.validation.limit_batches,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_iterations,
-        logger=RunCSVLogger(run_dir),
+        logger=run_loggers(t.logger, run_dir),
         callbacks=[last, best, TrainingLineage(run_dir), *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,

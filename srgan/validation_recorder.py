@@ -22,14 +22,15 @@ from srgan.config import ValidationConfig
 from srgan.metrics import bicubic_upsample
 from srgan.module import CHECKPOINT_KEY, SRGANModule
 from srgan.preview import preview_grid, write_previews
+from srgan.tracking import log_file
 
 
 class ValidationRecorder(Callback):
     """Keep every validation's metrics of a fit and write a preview after each validation.
 
     Args:
-        validation: Reads ``preview_bands`` (three band indices shown as R, G, B) and
-            ``preview_samples`` (rows of the preview).
+        validation: Reads ``preview_bands`` (three band indices shown as R, G, B),
+            ``preview_samples`` (rows of the preview) and ``preview_crop`` (HR pixels shown).
         preview_dir: Local folder or fsspec URL of the previews (``None``: no previews).
 
     Attributes:
@@ -41,6 +42,7 @@ class ValidationRecorder(Callback):
     def __init__(self, validation: ValidationConfig, preview_dir: str | None = None) -> None:
         self.preview_bands = list(validation.preview_bands)
         self.preview_samples = validation.preview_samples
+        self.preview_crop = validation.preview_crop
         self.preview_dir = preview_dir
         self.history: list[dict[str, float]] = []
         self.last_preview: str | None = None
@@ -78,8 +80,17 @@ class ValidationRecorder(Callback):
         ):
             lr, sr, hr = self._first_batch
             bicubic = bicubic_upsample(lr, hr.shape[-1] // lr.shape[-1])
-            grid = preview_grid(lr, bicubic, sr, hr, bands=self.preview_bands)
+            grid = preview_grid(
+                lr,
+                bicubic,
+                sr,
+                hr,
+                self.preview_bands,
+                self.preview_samples,
+                crop=self.preview_crop,
+            )
             self.last_preview = write_previews(grid, self.preview_dir, module.iteration)
+            log_file(trainer.loggers, self.last_preview, "previews", module.iteration)
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]

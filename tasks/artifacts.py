@@ -16,41 +16,53 @@ from datasets.errors import PatchStoreError
 from datasets.store_radiometry import scene_rows
 from datasets.version import software_version
 from srgan.config import METRIC_HIGHER_IS_BETTER, TrainingConfig
+from srgan.loss_curve import write_loss_curves
+from srgan.metrics import metric_rows
 from srgan.train import FitResult
 
-METRICS = ("l1", "psnr", "ssim", "sam", "ergas")
+#: Validation metrics shown, in order: PSNR/SSIM/SAM/ERGAS/L1 and the opensr-test shares.
+METRICS = tuple(METRIC_HIGHER_IS_BETTER)
 
 
 def metrics_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
     """Rows of metric, SRGAN (EMA) value, bicubic value and gain over bicubic (positive: better)."""
-    rows = []
-    for name in METRICS:
-        if f"val_metrics/{name}" not in metrics:
-            continue
-        rows.append(
-            {
-                "metric": name,
-                "srgan": round(metrics[f"val_metrics/{name}"], 5),
-                "bicubic": round(metrics[f"val_metrics/bicubic_{name}"], 5),
-                "gain": round(metrics[f"val_metrics/{name}_gain"], 5),
-            }
-        )
-    return rows
+    return [
+        {"metric": n, "srgan": round(m, 5), "bicubic": round(b, 5), "gain": round(g, 5)}
+        for n, m, b, g in metric_rows(metrics)
+    ]
 
 
 def _link(path: str) -> str:
     return path if "://" in path else Path(path).resolve().as_uri()
 
 
-def _preview_markdown(preview: str | None) -> str:
-    if not preview:
-        return "_no preview_"
+def _embedded_png(path: str | None, alt: str) -> str | None:
+    """Markdown showing a PNG inline (a data URI: the artifact needs no file server)."""
+    if not path:
+        return None
     try:
-        with fsspec.open(preview, "rb") as file:  # local path or the run's s3:// folder
+        with fsspec.open(path, "rb") as file:  # local path or the run's s3:// folder
             data = base64.b64encode(file.read()).decode()
     except FileNotFoundError:
+        return None
+    return f"![{alt}](data:image/png;base64,{data})"
+
+
+def _preview_markdown(preview: str | None) -> str:
+    image = _embedded_png(preview, "preview")
+    if image is None:
         return "_no preview_"
-    return f"LR | bicubic | SR | HR\n\n![preview](data:image/png;base64,{data})"
+    return (
+        "Validation samples (centre crops; each band stretched 2–98 % once for all panels)"
+        f"\n\n{image}"
+    )
+
+
+def loss_curves_markdown(run_dir: str) -> str:
+    """The run's loss curves (generator content / adversarial, D(y) / D(G(x))), drawn from
+    its metric log into ``previews/loss_curves.png`` and shown inline."""
+    image = _embedded_png(write_loss_curves(run_dir), "loss curves")
+    return image or "_no training step logged_"
 
 
 #: Most rows of the report's validation curve (first, best and last are always among them).
@@ -172,6 +184,10 @@ def register_training_artifacts(
 
 {curve}
 
+## Loss curves
+
+{loss_curves_markdown(result.run_dir)}
+
 ## Training data
 
 {data}
@@ -186,6 +202,6 @@ def register_training_artifacts(
     create_markdown_artifact(
         key=keys.preview,
         markdown=_preview_markdown(result.preview),
-        description="LR | bicubic | SR | HR",
+        description="LR | bicubic | SR | HR (validation crops)",
     )
     return keys

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import fsspec
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.storage import join, storage_root
+from tasks.storage import join, put_text, storage_root
 
 #: The ``checkpoint`` value that stands for the registered champion.
 CHAMPION = "champion"
@@ -37,6 +38,7 @@ class ChampionRecord(BaseModel):
         metrics: All its validation metrics (``val_metrics/*``) at promotion.
         store: The patch store it was evaluated on, at ``store_version``.
         promoted_at: UTC time of the promotion (ISO 8601).
+        model_card: Its model card (markdown); ``mlm_record`` its STAC MLM Item (JSON).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -49,6 +51,8 @@ class ChampionRecord(BaseModel):
     store: str | None = None
     store_version: str | None = None
     promoted_at: str | None = None
+    model_card: str | None = None
+    mlm_record: str | None = None
 
 
 def champion_path(storage: str | None) -> str:
@@ -85,6 +89,14 @@ def read_champion(storage: str | None) -> ChampionRecord | None:
     return record
 
 
+def _link(uri: str | None) -> str:
+    """A markdown link to a local file or URL (``none`` without one)."""
+    if uri is None:
+        return "none"
+    href = uri if "://" in uri else Path(uri).resolve().as_uri()
+    return f"[{uri}]({href})"
+
+
 @task(name="resolve-checkpoint")
 def resolve_checkpoint(checkpoint: str, storage: str | None = None) -> str:
     """The checkpoint URI to use: ``checkpoint`` itself, or the champion's for ``"champion"``.
@@ -110,19 +122,15 @@ def promote_champion(storage: str | None, record: ChampionRecord) -> ChampionRec
     record = record.model_copy(
         update={"promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     )
-    path = champion_path(storage)
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = fs_path + ".tmp"
-    with fs.open(tmp, "w") as f:
-        f.write(json.dumps(record.model_dump(mode="json"), indent=2))
-    fs.mv(tmp, fs_path)
+    put_text(champion_path(storage), json.dumps(record.model_dump(mode="json"), indent=2))
     create_markdown_artifact(
         key="srgan-champion",
         markdown=(
             f"# SRGAN champion\n\n- checkpoint: `{record.checkpoint}`\n"
             f"- run: `{record.run_key}`\n- promoted: {record.promoted_at}\n"
             f"- {record.metric}: {record.score}\n"
+            f"- model card: {_link(record.model_card)}\n"
+            f"- STAC MLM record: {_link(record.mlm_record)}\n"
         ),
         description="the checkpoint super-resolve uses for checkpoint='champion'",
     )

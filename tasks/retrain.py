@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -55,6 +56,32 @@ def decide(scores: Scores, metric: str, min_gain: float) -> RetrainDecision:
     return RetrainDecision("promoted" if better else "kept champion", reason, challenger, champion)
 
 
+def evaluation_rows(scores: Scores) -> list[dict[str, Any]]:
+    """One row per model and one for bicubic upsampling (from the same validation patches), one
+    column per metric: PSNR/SSIM/SAM/ERGAS/L1 and the improvement / omission / hallucination
+    shares (missing values, e.g. from models evaluated before the shares existed: ``None``)."""
+    rows: list[dict[str, Any]] = []
+    for model, metrics in [*scores.items(), ("bicubic", _bicubic(scores))]:
+        values = {name: metrics.get(f"val_metrics/{name}") for name in METRIC_HIGHER_IS_BETTER}
+        rows.append({"model": model, **{k: _rounded(v) for k, v in values.items()}})
+    return rows
+
+
+def _bicubic(scores: Scores) -> dict[str, float]:
+    """The bicubic baseline's values, as the challenger's evaluation measured them."""
+    prefix = "val_metrics/bicubic_"
+    measured = scores["challenger"]
+    return {
+        f"val_metrics/{k.removeprefix(prefix)}": v
+        for k, v in measured.items()
+        if k.startswith(prefix)
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 5)
+
+
 @task(name="register-retrain-decision")
 def register_retrain_decision(
     decision: RetrainDecision,
@@ -66,12 +93,10 @@ def register_retrain_decision(
 ) -> None:
     """The ``retrain-evaluation`` table (every metric of each model) and the ``retrain-decision``
     note."""
-    rows = [
-        {"model": name, **{k.removeprefix("val_metrics/"): round(v, 5) for k, v in m.items()}}
-        for name, m in scores.items()
-    ]
     create_table_artifact(
-        key="retrain-evaluation", table=rows, description="same validation patches"
+        key="retrain-evaluation",
+        table=evaluation_rows(scores),
+        description="same validation patches: each model and bicubic upsampling",
     )
     create_markdown_artifact(
         key="retrain-decision",

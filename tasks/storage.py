@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import fsspec
+
 DEFAULT_STORAGE = ".s2sr"
 DEFAULT_STORE_NAME = "sentinel2.zarr"
 
@@ -30,3 +32,14 @@ def default_store(storage: str | None = None) -> str:
 def run_dir(storage: str | None, run_key: str) -> str:
     """``<storage>/runs/<run-key>``: checkpoints, logs and previews of one training run."""
     return join(storage_root(storage), "runs", run_key)
+
+
+def put_text(uri: str, text: str) -> None:
+    """Write a text file whole (local: under a temporary name, then renamed; remote: one
+    upload), so a reader never sees half of it."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    tmp = f"{path}.tmp"
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    fs.mv(tmp, path)

@@ -67,3 +67,49 @@ def test_the_report_lists_each_scene_with_its_harmonisation(s2_products, tmp_pat
         in rows["S2B_MSIL1C_20200101T155619_N0208_R054_T18SVG_20200101T174012"]
     )
     assert "scenes unavailable" in training_data_markdown(str(tmp_path / "nowhere"), None)
+
+
+def _scores() -> dict[str, float]:
+    values = {"psnr": 31.0, "l1": 0.01, "improvement": 0.6, "omission": 0.3, "hallucination": 0.1}
+    bicubic = {
+        "psnr": 29.0,
+        "l1": 0.02,
+        "improvement": 0.1,
+        "omission": 0.85,
+        "hallucination": 0.05,
+    }
+    out = {f"val_metrics/{k}": v for k, v in values.items()}
+    out |= {f"val_metrics/bicubic_{k}": v for k, v in bicubic.items()}
+    out |= {f"val_metrics/{k}_gain": 0.0 for k in values}
+    return out
+
+
+def test_the_report_table_shows_the_shares_beside_psnr() -> None:
+    """Broken by hand: METRICS back to the five classic metrics (the shares rows vanish)."""
+    from tasks.artifacts import metrics_rows
+
+    rows = {r["metric"]: r for r in metrics_rows(_scores())}
+    assert list(rows) == ["l1", "psnr", "improvement", "omission", "hallucination"]
+    assert (rows["hallucination"]["srgan"], rows["hallucination"]["bicubic"]) == (0.1, 0.05)
+
+
+def test_the_retrain_table_has_a_row_per_model_and_one_for_bicubic() -> None:
+    from tasks.retrain import evaluation_rows
+
+    champion = {k: v for k, v in _scores().items() if "improvement" not in k}  # an older record
+    rows = {
+        r.pop("model"): r for r in evaluation_rows({"challenger": _scores(), "champion": champion})
+    }
+    assert list(rows) == ["challenger", "champion", "bicubic"]
+    assert rows["challenger"]["hallucination"] == 0.1 and rows["bicubic"]["omission"] == 0.85
+    assert rows["champion"]["improvement"] is None and rows["champion"]["psnr"] == 31.0
+    assert list(rows["bicubic"]) == [
+        "l1",
+        "psnr",
+        "ssim",
+        "sam",
+        "ergas",
+        "improvement",
+        "omission",
+        "hallucination",
+    ]

@@ -1,10 +1,11 @@
 """Flow ``retrain-srgan`` run in-process: promote a better challenger, keep a better champion.
 
-Both decisions are made deterministic by construction: a champion trained with a destructive
-generator learning rate (PSNR ~10 dB against ~25 dB for bicubic) loses to any sane challenger,
-and a challenger trained that way loses to a normally trained champion. The promotion is decided
-on L1 (lower is better), the other decision on PSNR (higher is better), so a decision that
-ignored the metric's direction fails one of the two.
+A promotion writes the champion's model card and STAC MLM record first (the MLM record is
+validated against its schema here). Both decisions are made deterministic by construction: a
+champion trained with a destructive generator learning rate (PSNR ~10 dB against ~25 dB for
+bicubic) loses to any sane challenger, and a challenger trained that way loses to a normally
+trained champion. The promotion is decided on L1 (lower is better), the other decision on PSNR
+(higher is better), so a decision that ignored the metric's direction fails one of the two.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from stac_schemas import validate_item
 
 from flows.retrain import retrain_srgan
 from srgan.config import load_config
@@ -94,8 +96,22 @@ def test_better_challenger_is_promoted(
     assert artifacts["retrain-decision"].data.startswith("# Retrain decision: promoted")
     assert f"challenger: `{result.challenger}`" in artifacts["retrain-decision"].data
     assert result.challenger in artifacts["srgan-champion"].data
+    # the champion's model card and MLM record, linked from champion.json and the artifacts
+    card, mlm = Path(promoted["model_card"]), Path(promoted["mlm_record"])
+    assert card.parent == storage / "registry" / "champions" / f"retrain-{flow_run_id}"
+    assert card.read_text().startswith(f"# Model card: s2-srgan retrain-{flow_run_id}")
+    item = json.loads(mlm.read_text())
+    validate_item(item)
+    assert item["assets"]["model"]["href"] == result.challenger
+    assert item["properties"]["s2sr:training"]["store_version"] == promoted["store_version"]
+    assert (
+        str(card) in artifacts["srgan-champion"].data
+        and str(mlm) in artifacts["srgan-champion"].data
+    )
+    assert artifacts["srgan-model-card"].data == card.read_text()
     rows = json.loads(artifacts["retrain-evaluation"].data)
-    assert {r["model"] for r in rows} == {"challenger", "champion"}
+    assert [r["model"] for r in rows] == ["challenger", "champion", "bicubic"]
+    assert all(r["hallucination"] is not None for r in rows)
 
 
 def test_worse_challenger_keeps_the_champion(

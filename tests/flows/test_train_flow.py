@@ -131,7 +131,9 @@ def test_run_registers_plausible_artifacts(
     assert training_artifacts <= set(artifacts)
 
     rows = json.loads(artifacts["srgan-validation-metrics"].data)
-    assert {r["metric"] for r in rows} == {"l1", "psnr", "ssim", "sam", "ergas"}
+    assert [r["metric"] for r in rows] == [
+        *("l1", "psnr", "ssim", "sam", "ergas", "improvement", "omission", "hallucination")
+    ]
     for row in rows:
         assert all(math.isfinite(row[k]) for k in ("srgan", "bicubic", "gain")), row
     psnr = next(r for r in rows if r["metric"] == "psnr")
@@ -157,6 +159,10 @@ def test_run_registers_plausible_artifacts(
     assert data.count("\n|") >= 3 and "| harmonisation |" in data  # header, rule, scenes
     preview = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", artifacts["srgan-preview"].data)
     assert preview and base64.b64decode(preview.group(1)).startswith(b"\x89PNG")
+    curves = report.split("## Loss curves", 1)[1].split("##", 1)[0]
+    png = re.search(r"!\[loss curves\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", curves)
+    assert png and base64.b64decode(png.group(1)).startswith(b"\x89PNG")
+    assert (Path(result.fit.run_dir) / "previews" / "loss_curves.png").is_file()
 
 
 def test_failed_attempt_is_retried_and_resumes_to_identical_weights(

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, Trainer
 from PIL import Image
 
 from srgan.module import SRGANModule
+from srgan.preview import GAP
 from srgan.train import build_trainer, fit
 
 
@@ -79,8 +80,11 @@ def test_validations_are_recorded_with_previews(make_config, datamodule, tmp_pat
     assert previews == ["latest.png", "preview_00000005.png", "preview_00000010.png"]
     assert result.preview == str(tmp_path / "previews" / "preview_00000010.png")
     grid = np.asarray(Image.open(result.preview))
-    # LR | bicubic | SR | HR, one row per preview sample (4 of the 8 validation patches)
-    assert grid.shape == (4 * 16, 4 * 16, 3)
+    # LR | bicubic | SR | HR under a header, one row per preview sample (3 of the 8
+    # validation patches), the 16 px patches magnified 8 times to the 128 px preview crop
+    panel = 128 + GAP
+    assert grid.shape[1:] == (4 * panel + GAP, 3)
+    assert 3 * panel + GAP < grid.shape[0] < 4 * panel
 
 
 def test_no_history_without_the_recorder(make_config, datamodule, tmp_path):

@@ -40,3 +40,13 @@ def test_command_loads_no_heavy_library(argv: list[str], expected: str) -> None:
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert expected in report["out"]
     assert report["loaded"] == []
+
+
+def test_the_qa_options_help_lists_every_gate_field_with_its_default() -> None:
+    """``--help`` reads the QA defaults from a pydantic-free table: it must match the gate."""
+    from dataclasses import asdict
+
+    from srgan.qa_defaults import DEFAULTS
+    from srgan.qa_gate import QAGate
+
+    assert asdict(DEFAULTS) == QAGate().model_dump()

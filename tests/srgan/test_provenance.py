@@ -13,37 +13,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import referencing
-from pystac.validation.local_validator import get_local_schema_cache
 from rasterio.windows import Window
 from scene_crops import write_crop
+from stac_schemas import validate_item
 
 from srgan.provenance import acquisition_time
 from srgan.super_resolve_scene import super_resolve_scene
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "stac-schemas"
 TILING = {"tile_size": 32, "overlap": 8, "batch_size": 8}
-ITEM_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
-
-
-def _registry() -> referencing.Registry:
-    resources = {
-        uri: referencing.Resource.from_contents(schema, referencing.jsonschema.DRAFT7)
-        for uri, schema in get_local_schema_cache().items()
-    }
-    for path in SCHEMAS.glob("*.json"):
-        schema = json.loads(path.read_text())
-        resources[schema["$id"].rstrip("#")] = referencing.Resource.from_contents(schema)
-    return referencing.Registry().with_resources(resources.items())
-
-
-def validate_item(item: dict) -> None:
-    """Validate against the core Item schema and every extension schema it declares."""
-    registry = _registry()
-    for uri in [ITEM_SCHEMA, *item["stac_extensions"]]:
-        schema = registry.contents(uri.rstrip("#"))
-        validator = jsonschema.validators.validator_for(schema)
-        validator(schema, registry=registry).validate(item)
 
 
 @pytest.fixture(scope="module")

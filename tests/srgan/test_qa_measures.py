@@ -90,3 +90,39 @@ def test_spectral_angle_is_zero_for_scaled_spectra_and_90_for_orthogonal_ones():
 def test_real_lr_degradation_has_no_kernel():
     with pytest.raises(ValueError, match="real"):
         degradation_kernels(Degradation(kind="real"), 4, BANDS)
+
+
+@pytest.mark.parametrize(
+    ("width", "scale", "mtf"), [(512, 4, 0.3), (44, 4, 0.3), (90, 2, 0.2), (20, 4, 0.3)]
+)
+def test_reflected_correlation_equals_padding_the_whole_strip(hr, width, scale, mtf):
+    """The pad-free column pass gives exactly what padding the whole strip gives, wide or
+    narrow (narrow strips take the padded path), for radii that are not multiples of the scale.
+
+    Broken by hand: the right part reflect-padded on its left (the 512 px case fails).
+    """
+    from srgan.qa_measures import _correlate_last, _correlate_reflected
+
+    kernels, radius = degradation_kernels(Degradation(mtf=mtf), scale, BANDS)
+    x = torch.from_numpy(hr[:, :16, :width].astype(np.float32))
+    count = width // scale
+    expected = _correlate_last(F.pad(x, (radius, radius), mode="reflect"), kernels, scale, count)
+    found = _correlate_reflected(x, kernels, scale, radius, count)
+    assert found.shape == expected.shape
+    assert torch.allclose(found, expected, rtol=1e-5)  # the same sums, other matmul tiling
+
+
+def test_a_batch_of_shifts_is_each_pair_alone(hr):
+    """All blocks and bands of a block row go through one batch of FFTs: each pair's shift is
+    the one it gets alone, and a flat pair in the batch is nan without touching the others."""
+    from srgan.qa_measures import phase_shifts
+
+    lr = Degradation().degrade(hr, 4, bands=BANDS).astype(np.float32)  # (4, 128, 128)
+    moved = np.roll(lr, (1, -2), axis=(1, 2))
+    reference = np.concatenate([lr, np.full((1, 128, 128), 500.0, np.float32)])
+    moving = np.concatenate([moved, np.full((1, 128, 128), 500.0, np.float32)])
+    batch = phase_shifts(reference, moving)
+    alone = [phase_shift(r, m) for r, m in zip(reference[:4], moving[:4], strict=True)]
+    assert np.array_equal(batch[:4], np.array(alone))
+    assert np.allclose(batch[:4], [(1, -2)] * 4, atol=0.1)
+    assert np.isnan(batch[4]).all()
