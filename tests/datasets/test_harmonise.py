@@ -173,7 +173,10 @@ def test_a_parameter_shadowed_by_metadata_is_logged(caplog: pytest.LogCaptureFix
         assert caplog.records == []
         decide(hints, HarmonisationParam(offset=0), "the/scene", BANDS)
     (record,) = caplog.records
-    assert "the/scene" in record.getMessage() and "P.SAFE/MTD.xml" in record.getMessage()
+    assert record.getMessage() == (
+        "the/scene: the harmonisation parameter is not used, since P.SAFE/MTD.xml states the "
+        "radiometry"
+    )
 
 
 def test_an_item_without_radiometry_falls_back_to_the_parameter() -> None:
@@ -207,3 +210,61 @@ def test_names_from_the_offset_date_or_baseline_on_are_refused(
     message = str(caught.value)
     assert message.startswith(f"the/scene is {evidence}, so its digital numbers may carry")
     assert "comes without product metadata saying so. Tile the whole .SAFE product" in message
+
+
+def test_clamped_values_are_counted_like_apply_clamps_them() -> None:
+    dn = np.array([[[0, 500, 1000, 1001, 65535]]], dtype=np.uint16)
+    assert ESA.count_clamped(dn, ("B02",), None) == 2  # 500 and 1000; 0 is nodata
+    assert ESA.count_clamped(dn, ("B02",), 65535) == 3  # 0 is a value now, 65535 nodata
+    assert Harmonisation("undated", "x").count_clamped(dn, ("B02",), None) == 0
+    scaled = Harmonisation("parameter", "x", {"B02": -10.0}, quantification=255)
+    small = np.array([[[0, 10, 11, 200]]], dtype=np.uint8)
+    assert (
+        scaled.count_clamped(small, ("B02",), None) == scaled.apply(small, ("B02",), None)[1] == 1
+    )
+
+
+def test_record_without_bands_lists_the_declared_offsets() -> None:
+    partial = Harmonisation("parameter", "x", {"B08": -5.0, "B02": -1.0})
+    assert partial.to_record()["offsets"] == {"B02": -1.0, "B08": -5.0}
+
+
+def test_a_non_date_does_not_hide_a_later_date() -> None:
+    dated, _ = name_evidence(["T33UUP_20231399T000000_20210105T000000"])
+    assert str(dated) == "2021-01-05"
+
+
+@pytest.mark.parametrize(
+    ("names", "detail", "baseline"),
+    [
+        (["S2B_MSIL1C_20200101T1_N0208_R054_T18SVG_20200101T2"], "baseline 02.08", "02.08"),
+        (["T33UUP_20211231T100031_B02.jp2"], "date 2021-12-31", None),
+    ],
+)
+def test_what_the_names_decided_is_recorded(
+    names: list[str], detail: str, baseline: str | None
+) -> None:
+    chosen = decide(RadiometryHints(names=names), None, "scene", BANDS)
+    assert chosen.detail == f"named with {detail} (before 2022-01-25)"
+    assert chosen.baseline == baseline
+    undated = decide(RadiometryHints(names=["B02.tif"]), None, "scene", BANDS)
+    assert undated.detail == "no metadata, no date in its names: stored as read"
+
+
+def test_the_refusal_offers_both_readings() -> None:
+    with pytest.raises(HarmonisationError) as caught:
+        decide(RadiometryHints(names=["T33UUP_20230101T100031_B02.jp2"]), None, "s", BANDS)
+    assert str(caught.value).endswith(
+        "or pass harmonisation={'offset': -1000} if these are ESA's digital numbers, or "
+        "harmonisation={'offset': 0} if they are already harmonised."
+    )
+
+
+def test_item_decisions_name_the_item() -> None:
+    for item in (
+        ItemRadiometry("S2B_X", offset_applied=True),
+        ItemRadiometry("S2B_X", baseline="05.00"),
+    ):
+        assert decide(RadiometryHints(item=item), None, "s", BANDS).detail.startswith(
+            "STAC Item S2B_X: "
+        )
