@@ -11,9 +11,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning
-import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -22,8 +22,16 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from srgan.checkpointing import BEST, IterationCheckpoint, find_resume_checkpoint, load_checkpoint
 from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
 from srgan.devices import device_name
+from srgan.host_tuning import applied_step_settings
 from srgan.module import SRGANModule
 from srgan.run_log import RunCSVLogger
+from srgan.step_settings import (
+    built_in_precision,
+    measured_step_settings,
+    resolve_step_settings,
+    training_device,
+)
+from srgan.step_trial import tune_step
 from srgan.validation_recorder import ValidationRecorder
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,8 @@ class FitResult:
         device: What it trained on (e.g. ``cpu (2 threads)``); ``precision`` in which precision.
         metric_history: ``{"iteration", "val_metrics/*"}`` of every validation of the run.
         store_version: The patch-store version the run read (``data.version``).
+        step_settings: The step's speed settings and where each came from (config, measured
+            on this machine, built-in): :class:`~srgan.step_settings.StepSettings` as a dict.
     """
 
     run_dir: str
@@ -63,6 +73,7 @@ class FitResult:
     precision: str
     metric_history: list[dict[str, float]] = field(default_factory=list)
     store_version: str | None = None
+    step_settings: dict[str, Any] | None = None
 
     @property
     def checkpoint(self) -> str:
@@ -84,8 +95,7 @@ def default_precision(accelerator: str = "auto") -> str:
         accelerator: ``trainer.accelerator``. ``gpu``, ``cuda`` and ``auto`` run on CUDA when it
             is available; ``cpu`` (or any other accelerator) means float32 even on a GPU machine.
     """
-    on_cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_cuda else "32-true"
+    return built_in_precision(TrainerConfig(accelerator=accelerator))
 
 
 def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
@@ -187,6 +197,12 @@ def build_trainer(
 ) -> tuple[Trainer, IterationCheckpoint]:
     """A Trainer wired for the SRGAN: iteration checkpoints, best checkpoint, CSV logs."""
     t = config.trainer
+    if t.autotune == "trial" and measured_step_settings(config, training_device(t)) is None:
+        if devices_per_node(t) * t.num_nodes == 1:
+            log.info("no step settings measured for this config here: a short trial first")
+            tune_step(config)
+        else:
+            log.info("step settings not measured here; run `s2-srgan tune` before a DDP fit")
     run_dir = str(run_dir)
     ckpt_dir = f"{run_dir.rstrip('/')}/checkpoints"
     last = IterationCheckpoint(ckpt_dir, t.checkpoint_every_n_iterations)
@@ -206,7 +222,7 @@ def build_trainer(
         devices=t.devices,
         strategy=trainer_strategy(t),
         num_nodes=t.num_nodes,
-        precision=t.precision or default_precision(t.accelerator),  # type: ignore[arg-type]
+        precision=resolve_step_settings(config).precision,  # type: ignore[arg-type]
         max_epochs=t.max_epochs if t.max_epochs is not None else -1,
         max_steps=-1,
         val_check_interval=config.validation.every_n_iterations,
@@ -284,4 +300,5 @@ def fit(
         device=device_name(trainer.strategy.root_device),
         precision=str(trainer.precision),
         store_version=config.data.version,
+        step_settings=settings.as_dict() if (settings := applied_step_settings(trainer)) else None,
     )
