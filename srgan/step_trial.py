@@ -35,6 +35,7 @@ from srgan.config import TrainingConfig, deep_merge, validate_config
 from srgan.rng import restore_rng_states, rng_states
 from srgan.step_settings import (
     BUILT_IN,
+    Source,
     StepSettings,
     built_in_precision,
     explicit_settings,
@@ -230,7 +231,8 @@ def tune_step(
             log(f"{chosen_phase} {settings}: {seconds:.3f} s/it")
             return seconds
 
-        for knob, values in _alternatives(config, device, compile_on_cpu).items():
+        alternatives = _alternatives(config, device, compile_on_cpu)
+        for knob, values in alternatives.items():
             for value in values:
                 if value == current[knob]:
                     continue
@@ -243,11 +245,14 @@ def tune_step(
                     current = other
     finally:
         restore_rng_states(states)
-    measured = {k: v for k, v in current.items() if explicit[k] is None}
+    measured = {k: v for k, v in current.items() if k in alternatives}
     if store:
         TuningCache().put(step_key(config, device), {**measured, "phase": chosen_phase})
+    sources: dict[str, Source] = {
+        k: "config" if explicit[k] is not None else "built-in" for k in current
+    }
     trial.settings = StepSettings(
-        **current, sources={k: "measured" if k in measured else "config" for k in current}
+        **current, sources={**sources, **dict.fromkeys(measured, "measured")}
     )
     trial.seconds = time.perf_counter() - started
     return trial

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import lightning
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
@@ -26,6 +25,7 @@ from srgan.host_tuning import applied_step_settings
 from srgan.module import SRGANModule
 from srgan.run_log import RunCSVLogger
 from srgan.step_settings import (
+    StepSettings,
     built_in_precision,
     measured_step_settings,
     resolve_step_settings,
@@ -58,7 +58,7 @@ class FitResult:
         metric_history: ``{"iteration", "val_metrics/*"}`` of every validation of the run.
         store_version: The patch-store version the run read (``data.version``).
         step_settings: The step's speed settings and where each came from (config, measured
-            on this machine, built-in): :class:`~srgan.step_settings.StepSettings` as a dict.
+            on this machine, built-in).
     """
 
     run_dir: str
@@ -73,7 +73,11 @@ class FitResult:
     precision: str
     metric_history: list[dict[str, float]] = field(default_factory=list)
     store_version: str | None = None
-    step_settings: dict[str, Any] | None = None
+    step_settings: StepSettings | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.step_settings, dict):  # read back from JSON (the torchrun path)
+            self.step_settings = StepSettings(**self.step_settings)
 
     @property
     def checkpoint(self) -> str:
@@ -300,5 +304,5 @@ def fit(
         device=device_name(trainer.strategy.root_device),
         precision=str(trainer.precision),
         store_version=config.data.version,
-        step_settings=settings.as_dict() if (settings := applied_step_settings(trainer)) else None,
+        step_settings=applied_step_settings(trainer),
     )
