@@ -1,4 +1,4 @@
-"""``s2-srgan``: local work without Prefect (tile, train, super-resolve, presets).
+"""``s2-srgan``: local work without Prefect (tile, train, super-resolve, tune, presets).
 
 One function per command. Each imports what it needs (torch, Lightning, the data library)
 inside itself, so ``--help`` and ``presets`` answer without loading them. A new command is a
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from srgan.cli_tile import add_parser as add_tile_parser
+from srgan.cli_tune import add_parser as add_tune_parser
 
 
 def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
@@ -107,6 +108,7 @@ def _super_resolve(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             use_ema=not args.no_ema,
             device=args.device,
+            precision=args.precision,
             dtype=args.dtype,
             overwrite=args.overwrite,
         )
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     add_tile_parser(sub, parse_set)
+    add_tune_parser(sub, parse_set)
 
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)
@@ -144,9 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
     sr.add_argument("--out", required=True, help="output .tif path or s3:// URI")
     sr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    sr.add_argument("--tile-size", type=int, default=128, help="LR tile edge in pixels")
+    sr.add_argument(
+        "--tile-size", type=int, help="LR tile edge (default: measured by tune, else 128)"
+    )
     sr.add_argument("--overlap", type=int, default=16, help="LR overlap of neighbouring tiles")
-    sr.add_argument("--batch-size", type=int, default=8, help="tiles per generator call")
+    sr.add_argument(
+        "--batch-size", type=int, help="tiles per generator call (default: measured, else 8)"
+    )
+    sr.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="auto: bfloat16 on a GPU, on the CPU what tune measured faster, else float32",
+    )
     sr.add_argument(
         "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: a GPU if any)"
     )
