@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+
+from srgan.checkpoint_io import CheckpointError, load_checkpoint
+
+__all__ = ["CheckpointError", "IterationCheckpoint", "find_resume_checkpoint", "load_checkpoint"]
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
 PREVIOUS = "last-previous.ckpt"
 BEST = "best.ckpt"
-
-
-class CheckpointError(RuntimeError):
-    """No usable checkpoint could be found or loaded."""
 
 
 def _join(directory: str, name: str) -> str:
@@ -93,24 +92,6 @@ class IterationCheckpoint(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_saved_iteration = state_dict.get("last_saved_iteration")
-
-
-def load_checkpoint(uri: str | Path) -> dict[str, Any]:
-    """Load a checkpoint weights-only (no pickled code runs) from a path or fsspec URL.
-
-    Raises:
-        CheckpointError: the file is missing, truncated, or not a checkpoint.
-    """
-    try:
-        with fsspec.open(str(uri), "rb") as f:
-            checkpoint = torch.load(f, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {uri} does not exist") from None
-    except Exception as err:  # torch raises several types for damaged archives
-        raise CheckpointError(f"checkpoint {uri} is damaged or not a checkpoint: {err}") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{uri} is not an s2-srgan/Lightning checkpoint (no state_dict)")
-    return checkpoint
 
 
 def find_resume_checkpoint(dirpath: str | Path) -> str | None:

@@ -95,7 +95,7 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _super_resolve(args: argparse.Namespace) -> int:
     from datasets.errors import S2SRDataError
-    from srgan.checkpointing import CheckpointError
+    from srgan.checkpoint_io import CheckpointError
     from srgan.super_resolve_scene import super_resolve_scene
 
     try:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, parse_set: Callable[[list[str]], dict[str, Any
         results["training_step"] = step.as_dict()
         print(f"training step: {step.settings.describe()}")
     if args.checkpoint:
-        from srgan.checkpointing import CheckpointError
+        from srgan.checkpoint_io import CheckpointError
         from srgan.inference import load_inference_model
         from srgan.inference_tuning import tune_inference
 

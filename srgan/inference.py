@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from srgan.build import generator_from_config
-from srgan.checkpointing import CheckpointError, load_checkpoint
+from srgan.checkpoint_io import CheckpointError, load_checkpoint
 from srgan.config import ConfigError, TrainingConfig, validate_config
 from srgan.inference_graph import prepare_for_inference
 from srgan.inference_tuning import measured_inference_settings
