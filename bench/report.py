@@ -183,8 +183,11 @@ def render_training(payload: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def update_results_md(block: str, markdown: str, path: Path = RESULTS_MD) -> None:
-    """Replace (or append) generated block ``block`` in the issue #5 section of ``path``."""
+def update_results_md(
+    block: str, markdown: str, path: Path = RESULTS_MD, section: str = SECTION
+) -> None:
+    """Replace generated block ``block`` of ``path``, or append it to ``section`` (default:
+    the issue #5 section)."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     begin, end = f"<!-- bench:{block} -->", f"<!-- /bench:{block} -->"
     content = f"{begin}\n{markdown.strip()}\n{end}"
@@ -192,15 +195,15 @@ def update_results_md(block: str, markdown: str, path: Path = RESULTS_MD) -> Non
     if pattern.search(text):
         text = pattern.sub(lambda _: content, text, count=1)
     else:
-        text = _insert_in_section(text, content)
+        text = _insert_in_section(text, content, section)
     path.write_text(text)
 
 
-def _insert_in_section(text: str, content: str) -> str:
-    start = text.find(SECTION)
+def _insert_in_section(text: str, content: str, section: str = SECTION) -> str:
+    start = text.find(section)
     if start < 0:
-        return f"{text.rstrip()}\n\n{SECTION}\n\n{content}\n"
-    following = re.search(r"^## ", text[start + len(SECTION) :], re.MULTILINE)
-    stop = start + len(SECTION) + following.start() if following else len(text)
+        return f"{text.rstrip()}\n\n{section}\n\n{content}\n"
+    following = re.search(r"^## ", text[start + len(section) :], re.MULTILINE)
+    stop = start + len(section) + following.start() if following else len(text)
     head, tail = text[:stop].rstrip(), text[stop:]
     return f"{head}\n\n{content}\n" + (f"\n{tail}" if tail else "")
