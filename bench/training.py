@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.system import LoadProbe
-from bench.workloads import BASES, BATCH_SIZE, HR_SIZE, WorkloadSpec
+from bench.workloads import BATCH_SIZE, HR_SIZE, WorkloadSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: The last revision before the issue #5 training-step optimisations (the ``+before`` code).
@@ -236,7 +236,8 @@ def tune_bases(
     for spec in specs:
         if spec.opensr is not None or spec.baseline_code or spec.base in trials:
             continue
-        job = {"tune": True, "overrides": BASES[spec.base], "threads": spec.threads}
+        # the first spec of a base (the plain one, usually): variants' own settings stay theirs
+        job = {"tune": True, "overrides": spec.overrides, "threads": spec.threads}
         trial = run_worker("bench.worker", job, env, settings.timeout_s)
         trials[spec.base] = trial
         log(f"tuned {spec.base}: {trial['settings']} ({trial['seconds']:.0f} s)")

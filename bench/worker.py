@@ -62,6 +62,8 @@ class StepTimer(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if torch.cuda.is_available():  # kernels run asynchronously: time the finished step
+            torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
         self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
         self.cpu.append(time.process_time())
