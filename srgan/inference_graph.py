@@ -5,11 +5,8 @@ computes the same function (up to float rounding) with fewer passes over memory 
 convolutions shaped the way oneDNN runs fast:
 
 - **The output convolution after the last PixelShuffle** (the 10 m preset's ``64 → 4`` 9×9
-  conv at the HR grid) has 4 output channels, a quarter of a vector register, so it runs far
-  below the machine's convolution peak. Its polyphase form computes the same sums on the
-  pre-shuffle grid: ``conv(shuffle(z)) = shuffle(conv'(z))`` with ``conv'`` a
-  ``4·C → 4·out`` convolution of kernel ``2·⌈r/2⌉+1`` (5×5 for 9×9). The 64-channel HR map
-  is never materialised, and the PReLU between (element-wise) moves before the shuffle.
+  conv at the HR grid) runs in its polyphase form (:mod:`srgan.models.polyphase`; training
+  computes it that way too) with the rearranged weights computed once instead of per call.
 - **Residual channel attention** (RCAB): ``x + s·(y·gate(y))`` becomes one ``addcmul``
   instead of three element-wise passes, and the gate's 1×1 convolutions on a 1×1 map become
   matrix-vector products (torch sends a 1×1 conv on a 1×1 map to its slow reference kernel).
@@ -36,53 +33,13 @@ from torch import Tensor, nn
 
 from srgan.models.bicubic_skip import BicubicResidual
 from srgan.models.blocks import RCAB, ChannelAttention, ResBlock
+from srgan.models.polyphase import is_same_conv, polyphase_weight, preshuffle_prelu
 from srgan.models.srresnet import SRResNet
 
 
-def polyphase_weight(weight: Tensor, factor: int = 2) -> Tensor:
-    """Weights of the conv on the pre-shuffle grid equal to ``weight`` after a PixelShuffle.
-
-    For an HR output pixel of phase ``(p, q)`` at pre-shuffle position ``(y, x)``, tap
-    ``(ky, kx)`` of the original kernel (offsets ``-r…r``) reads HR pixel
-    ``(factor·y + p + ky, …)``, i.e. input phase ``(p + ky) mod factor`` at pre-shuffle
-    offset ``⌊(p + ky) / factor⌋``. Each (output phase, input phase) pair gets those taps;
-    the rest of the new kernel is zero.
-
-    Args:
-        weight: ``(out, in, k, k)`` kernel of an odd-sized, stride-1, ``k // 2``-padded conv.
-        factor: PixelShuffle factor in front of that conv.
-
-    Returns:
-        ``(out·f², in·f², k', k')`` kernel with ``k' = 2·⌈r/f⌉ + 1`` (``r = k // 2``), to be
-        used with padding ``k' // 2`` and followed by ``pixel_shuffle(·, factor)``; channel
-        ``o·f² + p·f + q`` is output ``o`` at phase ``(p, q)``, the order PixelShuffle reads.
-
-    Raises:
-        ValueError: The kernel is not square and odd.
-    """
-    out_ch, in_ch, kh, kw = weight.shape
-    if kh != kw or kh % 2 == 0:
-        raise ValueError(f"polyphase_weight needs a square odd kernel, got {kh}×{kw}")
-    f, r = factor, kh // 2
-    half = -(-r // f)  # ⌈r / f⌉
-    size = 2 * half + 1
-    new = weight.new_zeros(out_ch, f, f, in_ch, f, f, size, size)
-    for p in range(f):
-        for ky in range(-r, r + 1):
-            qy, dy = (p + ky) % f, (p + ky) // f
-            for q in range(f):
-                for kx in range(-r, r + 1):
-                    qx, dx = (q + kx) % f, (q + kx) // f
-                    new[:, p, q, :, qy, qx, dy + half, dx + half] = weight[:, :, ky + r, kx + r]
-    return new.reshape(out_ch * f * f, in_ch * f * f, size, size)
-
-
 class ShuffledConv(nn.Module):
-    """``conv(pixel_shuffle(z, f))`` computed as ``pixel_shuffle(conv'(z), f)`` (polyphase).
-
-    Args:
-        conv: The stride-1, same-padded, odd-kernel conv that follows the PixelShuffle.
-        factor: The PixelShuffle factor.
+    """``conv(pixel_shuffle(z, f))`` as ``pixel_shuffle(conv'(z), f)`` with the polyphase
+    weights computed once (:mod:`srgan.models.polyphase`).
 
     Shape:
         ``(B, C·f², h, w) → (B, out, h·f, w·f)``, as ``conv`` on the shuffled input.
@@ -96,26 +53,26 @@ class ShuffledConv(nn.Module):
         ).to(weight.device, weight.dtype)
         with torch.no_grad():
             self.conv.weight.copy_(weight)
-            bias = conv.bias
             assert self.conv.bias is not None
-            if bias is None:
+            if conv.bias is None:
                 self.conv.bias.zero_()
             else:
-                self.conv.bias.copy_(bias.detach().repeat_interleave(factor * factor))
+                self.conv.bias.copy_(conv.bias.detach().repeat_interleave(factor * factor))
         self.factor = factor
 
     def forward(self, z: Tensor) -> Tensor:
         return F.pixel_shuffle(self.conv(z), self.factor)
 
 
-def _preshuffle_prelu(prelu: nn.PReLU, factor: int) -> nn.PReLU:
-    """The PReLU that, applied before ``PixelShuffle(factor)``, equals ``prelu`` after it."""
-    n = prelu.num_parameters
-    moved = nn.PReLU(1 if n == 1 else n * factor * factor)
-    with torch.no_grad():
-        weight = prelu.weight.detach()
-        moved.weight.copy_(weight if n == 1 else weight.repeat_interleave(factor * factor))
-    return moved.to(prelu.weight.device, prelu.weight.dtype)
+class PreshufflePReLU(nn.Module):
+    """A PReLU that followed a ``PixelShuffle(factor)``, applied before it."""
+
+    def __init__(self, prelu: nn.PReLU, factor: int) -> None:
+        super().__init__()
+        self.prelu, self.factor = prelu, factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return preshuffle_prelu(x, self.prelu, self.factor)
 
 
 class FastChannelAttention(nn.Module):
@@ -180,16 +137,12 @@ def _rewrite_srresnet(net: SRResNet) -> None:
         len(stages) >= 3
         and isinstance(stages[-2], nn.PixelShuffle)
         and isinstance(stages[-1], nn.PReLU)
-        and isinstance(net.tail, nn.Conv2d)
-        and net.tail.stride == (1, 1)
-        and net.tail.dilation == (1, 1)
-        and net.tail.groups == 1
-        and net.tail.padding == (net.tail.kernel_size[0] // 2,) * 2
+        and is_same_conv(net.tail)
     ):
         factor = stages[-2].upscale_factor
-        prelu = _preshuffle_prelu(stages[-1], factor)
-        net.upsampler = nn.Sequential(*stages[:-2], prelu)  # type: ignore[assignment]
+        net.upsampler = nn.Sequential(*stages[:-2], PreshufflePReLU(stages[-1], factor))  # type: ignore[assignment]
         net.tail = ShuffledConv(net.tail, factor)  # type: ignore[assignment]
+        net.polyphase_tail = False  # the rewritten layers already are the polyphase form
 
 
 def prepare_for_inference(

@@ -1,8 +1,9 @@
-"""The inference rewrites compute the same function as the trained generator.
+"""The polyphase output conv and the inference rewrites compute the trained generator's function.
 
-Broken by hand once each: the phase offset in ``polyphase_weight`` taken as ``(p - ky) // f``
-fails ``test_polyphase_conv_equals_conv_after_pixel_shuffle`` and every SRResNet case below;
-``torch.addcmul(x, y, gate)`` without the residual scale fails the ``rcab`` cases.
+Broken by hand once each: the phase offset in ``polyphase_index`` taken as ``(p - ky) // f``
+fails ``test_polyphase_conv_equals_conv_after_pixel_shuffle``, the training-equivalence cases
+and every SRResNet case below; ``torch.addcmul(x, y, gate)`` without the residual scale fails
+the ``rcab`` cases.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan.inference_graph import ShuffledConv, polyphase_weight, prepare_for_inference
+from srgan.inference_graph import ShuffledConv, prepare_for_inference
 from srgan.models.bicubic_skip import BicubicResidual
 from srgan.models.blocks import BLOCKS
+from srgan.models.polyphase import polyphase_weight, shuffled_conv
 from srgan.models.srresnet import SRResNet
 
 
@@ -36,13 +38,39 @@ def test_polyphase_conv_equals_conv_after_pixel_shuffle(kernel, factor):
     z = torch.randn(2, 6 * factor * factor, 7, 5)
     expected = conv(F.pixel_shuffle(z, factor))
     torch.testing.assert_close(ShuffledConv(conv, factor)(z), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shuffled_conv(z, conv, factor), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("scale", "large_kernel"), [(4, 9), (2, 3), (8, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_through_the_polyphase_tail_gives_the_same_outputs_and_gradients(
+    scale, large_kernel, channels_last
+):
+    """Training computes the output conv in polyphase form on the same parameters."""
+    torch.manual_seed(3)
+    net = _perturbed(SRResNet(4, scale, channels=8, n_blocks=1, large_kernel=large_kernel)).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    x = torch.rand(2, 4, 10, 9).contiguous(memory_format=fmt)
+    target = torch.rand(2, 4, 10 * scale, 9 * scale)
+    results = []
+    for polyphase in (False, True):
+        net.zero_grad()
+        net.polyphase_tail = polyphase
+        out = net(x)
+        (out - target).abs().mean().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+    (direct, direct_grads), (poly, poly_grads) = results
+    torch.testing.assert_close(poly, direct, rtol=1e-5, atol=1e-5)
+    for name, grad in direct_grads.items():
+        torch.testing.assert_close(poly_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_polyphase_kernel_is_as_small_as_the_taps_allow():
-    assert polyphase_weight(torch.zeros(4, 64, 9, 9)).shape == (16, 256, 5, 5)
-    assert polyphase_weight(torch.zeros(4, 64, 3, 3)).shape == (16, 256, 3, 3)
-    with pytest.raises(ValueError, match="square odd kernel"):
-        polyphase_weight(torch.zeros(4, 64, 4, 4))
+    assert polyphase_weight(torch.zeros(4, 64, 9, 9), 2).shape == (16, 256, 5, 5)
+    assert polyphase_weight(torch.zeros(4, 64, 3, 3), 2).shape == (16, 256, 3, 3)
+    with pytest.raises(ValueError, match="odd kernel"):
+        polyphase_weight(torch.zeros(4, 64, 4, 4), 2)
 
 
 @pytest.mark.parametrize("block", sorted(BLOCKS))
@@ -53,6 +81,7 @@ def test_rewritten_srresnet_computes_the_same_function(block, scale, large_kerne
     net = SRResNet(4, scale, channels=16, n_blocks=2, block=block, large_kernel=large_kernel)
     model = _perturbed(BicubicResidual(net, scale) if bicubic_skip else net)
     x = torch.rand(2, 4, 12, 10)
+    net.polyphase_tail = False  # the reference: the output conv at the HR grid, as written
     with torch.inference_mode():
         expected = model(x)
         fast = prepare_for_inference(model)
@@ -69,7 +98,11 @@ def test_per_channel_prelu_moves_before_the_shuffle():
     _perturbed(net)
     x = torch.rand(1, 3, 9, 9)
     with torch.inference_mode():
-        torch.testing.assert_close(prepare_for_inference(net)(x), net(x), rtol=1e-4, atol=1e-5)
+        fast = prepare_for_inference(net)
+        polyphase = net(x)
+        net.polyphase_tail = False
+        torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(polyphase, net(x), rtol=1e-4, atol=1e-5)
 
 
 def test_the_trained_network_is_left_untouched():
