@@ -111,9 +111,9 @@ class InferenceModel:
         Returns:
             ``(B, C, h·scale, w·scale)`` float32 on :attr:`device`, same normalisation.
         """
-        x = lr.to(self.device, self.dtype, non_blocking=True)
+        x = lr.to(self.device, torch.float32, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)
-        return self.runtime(x).float().contiguous()
+        return self.runtime(x).contiguous()
 
 
 def _config_of(checkpoint: dict[str, Any], uri: str) -> TrainingConfig:

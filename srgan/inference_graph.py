@@ -181,9 +181,35 @@ def _rewrite_srresnet(net: SRResNet) -> None:
     net.head = _inplace_prelus(net.head)
 
 
+class InferenceRuntime(nn.Module):
+    """The rewritten network in its weight type, seen from float32 on both sides.
+
+    A bicubic skip (:class:`~srgan.models.bicubic_skip.BicubicResidual`) is computed in
+    float32 from the float32 input and only the learned residual in the weight type: in
+    bfloat16 the interpolated image itself would lose its last bits (8 mantissa bits are
+    about 0.4 % of the reflectance), and torch's bfloat16 bicubic kernel is slow.
+
+    Shape:
+        ``(B, C, h, w)`` float32 → ``(B, C, h·scale, w·scale)`` float32.
+    """
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype, bicubic_scale: int | None) -> None:
+        super().__init__()
+        self.net, self.dtype, self.bicubic_scale = net, dtype, bicubic_scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.net(x.to(self.dtype)).float()
+        if self.bicubic_scale is None:
+            return out
+        base = F.interpolate(
+            x, scale_factor=self.bicubic_scale, mode="bicubic", align_corners=False
+        )
+        return out.add_(base)
+
+
 def prepare_for_inference(
     generator: nn.Module, dtype: torch.dtype = torch.float32, channels_last: bool = True
-) -> nn.Module:
+) -> InferenceRuntime:
     """A rewritten copy of ``generator`` for inference (the original is left untouched).
 
     Args:
@@ -191,17 +217,19 @@ def prepare_for_inference(
             inside a :class:`~srgan.models.bicubic_skip.BicubicResidual`, is rewritten; other
             families are only copied).
         dtype: Weight type of the copy (``torch.bfloat16`` halves memory traffic and uses the
-            CPU's or GPU's bf16 matrix units; inputs must then be of that type too).
+            CPU's or GPU's bf16 matrix units).
         channels_last: Store weights NHWC (oneDNN's and cuDNN's fast layout).
 
     Returns:
-        The copy, in eval mode, without gradients, computing the same function.
+        The copy, in eval mode, without gradients, computing the same function from float32
+        input to float32 output (:class:`InferenceRuntime`).
     """
     fast = copy.deepcopy(generator).eval().requires_grad_(False)
+    scale = fast.scale if isinstance(fast, BicubicResidual) else None
     net = fast.net if isinstance(fast, BicubicResidual) else fast
     if isinstance(net, SRResNet):
         _rewrite_srresnet(net)
-    fast = fast.to(dtype=dtype).requires_grad_(False)
+    net = net.to(dtype=dtype).requires_grad_(False)
     if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return fast
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return InferenceRuntime(net, dtype, scale)

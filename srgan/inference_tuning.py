@@ -148,9 +148,9 @@ def bf16_difference(model: InferenceModel, tile: int = 64) -> float:
 
     x = _smooth_input(1, model.config.in_bands, tile, model.device)
     with torch.inference_mode():
-        fp32 = prepare_for_inference(model.generator, torch.float32)(x.contiguous())
-        bf16 = prepare_for_inference(model.generator, torch.bfloat16)(x.bfloat16())
-    return float((bf16.float() - fp32).abs().mean())
+        fp32 = prepare_for_inference(model.generator, torch.float32)(x)
+        bf16 = prepare_for_inference(model.generator, torch.bfloat16)(x)
+    return float((bf16 - fp32).abs().mean())
 
 
 def tune_inference(
@@ -196,8 +196,7 @@ def tune_inference(
             precisions = [p for p in precisions if p != "bfloat16"]
 
     def measure(precision: str, net: torch.nn.Module, tile: int, batch: int) -> Candidate:
-        dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-        x = _smooth_input(batch, bands, tile, device).to(dtype)
+        x = _smooth_input(batch, bands, tile, device)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             seconds = _time_call(lambda: net(x), sync, repeats)
