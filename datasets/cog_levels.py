@@ -32,8 +32,9 @@ from datasets.tiff_layout import Image
 
 TILE = 512
 DEFLATE, ZSTD = 8, 50000  # TIFF compression codes
-#: Tile rows per level waiting for compression before ``add`` blocks (bounds memory).
-MAX_PENDING_ROWS = 2
+#: Tile rows per level waiting for compression before ``add`` blocks (bounds memory: a
+#: tile row of a full-width 10 980² ×4 output is 172 MiB of uint16 tiles).
+MAX_PENDING_ROWS = 1
 
 
 @dataclass(frozen=True)
