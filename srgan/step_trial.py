@@ -3,10 +3,11 @@
 Starting from the resolved settings without measurements (config values and built-ins), each
 setting the config leaves open is flipped in turn; a few real training iterations (the module's
 own step through a Lightning Trainer, synthetic batches of the config's shape) are timed with
-and without the change, interleaved, and the change is kept when it is faster by more than
-:data:`MIN_GAIN`. The winners go into the tuning cache (:mod:`srgan.tuning_cache`), where
-:func:`~srgan.step_settings.resolve_step_settings` finds them for every later fit of the same
-config on the same machine. The trial leaves every random generator as it found it.
+and without the change, back to back, and the change is kept when it is faster by more than
+:data:`MIN_GAIN` in every round. The winners go into the tuning cache
+(:mod:`srgan.tuning_cache`), where :func:`~srgan.step_settings.resolve_step_settings` finds them
+for every later fit of the same config on the same machine. The trial leaves every random
+generator as it found it.
 
 ``torch.compile`` is tried on a GPU only unless asked for (compiling takes minutes on a CPU and
 has not been faster there); ``bf16-mixed`` is tried when ``trainer.precision`` is unset.
@@ -205,7 +206,7 @@ def tune_step(
         patch_size: HR edge of the synthetic patches.
         warmup: Untimed iterations per timed run.
         iterations: Timed iterations per run.
-        rounds: Times each comparison is repeated (interleaved; the best time counts).
+        rounds: Times each comparison is repeated (back to back; the change must win each).
         compile_on_cpu: Also try ``torch.compile`` on a CPU.
         store: Write the result into the tuning cache.
         log: Receives one line per timed run.
@@ -237,11 +238,10 @@ def tune_step(
                 if value == current[knob]:
                     continue
                 other = {**current, knob: value}
-                base_s, other_s = float("inf"), float("inf")
-                for _ in range(rounds):
-                    base_s = min(base_s, timed(current))
-                    other_s = min(other_s, timed(other))
-                if other_s < base_s * (1 - MIN_GAIN):
+                # each round times both back to back; the change must win every round, so a
+                # burst of load from other processes during one run cannot decide
+                ratios = [timed(other) / timed(current) for _ in range(rounds)]
+                if max(ratios) < 1 - MIN_GAIN:
                     current = other
     finally:
         restore_rng_states(states)
