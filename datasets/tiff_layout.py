@@ -13,15 +13,17 @@ tag by tag, from a one-pixel GeoTIFF that GDAL writes with the same profile
 
 Example::
 
-    tags = template_tags(Path("template.tif"))
-    head = tiff_header([main, overview], tags, bigtiff=False)  # Image descriptions
-    out.write(head); then each image's tiles, smallest overview first
+    tags = template_tags(Path("template.tif"))                   # written by GDAL, 1 × 1 px
+    head = tiff_header([main, overview], tags, bigtiff=False)   # sets each data_offset
+    out.write(head)
+    for image in (overview, main):                              # smallest overview first
+        out.write(tiles_of(image))
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Byte size of each TIFF field type (1 BYTE … 18 IFD8).
@@ -83,7 +85,6 @@ class Image:
     byte_counts: list[int]
     overview: bool = False
     data_offset: int = 0
-    extra: list[Tag] = field(default_factory=list)
 
     @property
     def data_size(self) -> int:
@@ -133,7 +134,7 @@ def _image_tags(image: Image, shared: list[Tag], offsets: list[int], bigtiff: bo
     if image.overview:
         own.append(_ints(NEW_SUBFILE_TYPE, LONG, [1]))
         shared = [t for t in shared if t.tag in PIXEL_FORMAT]
-    return sorted([*own, *shared, *image.extra], key=lambda t: t.tag)
+    return sorted([*own, *shared], key=lambda t: t.tag)
 
 
 def _directory(tags: list[Tag], at: int, bigtiff: bool, next_ifd: int) -> bytes:
