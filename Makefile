@@ -47,6 +47,12 @@ mutation: setup
 	$(BIN)/mutmut run --max-children 2
 	$(BIN)/python tests/mutation_report.py
 
+# On a machine with a CUDA device: GPU peaks, training step fp32/bf16, NCHW/NHWC, compile, and
+# super-resolution throughput, written into bench/RESULTS.md. Without one it measures nothing.
+.PHONY: bench-gpu
+bench-gpu: setup
+	$(BIN)/python -m bench.gpu
+
 # The reference implementation (opensr-srgan 0.4.3) in its own venv, for `python -m bench
 # opensr:WORKLOAD` (see bench/reference_worker.py). Same torch and Lightning as ours; no
 # torchvision (no CPU build here): the worker stubs the modules it only imports.

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -110,8 +111,12 @@ def run_training_suite(specs: list[str], args: argparse.Namespace) -> None:
         iterations=args.iterations,
         baseline_revision=args.baseline_revision,
         profile_top=args.profile,
+        target_spread=args.target_spread,
+        max_runs=args.max_runs,
+        tune=not args.no_tune,
     )
     threads = parsed[0].threads
+    load_before = os.getloadavg()[0]
     probes = [] if args.no_peaks else [measure_peaks(threads)]
     workloads = run_training(parsed, settings, log=_log)
     if not args.no_peaks:
@@ -119,6 +124,7 @@ def run_training_suite(specs: list[str], args: argparse.Namespace) -> None:
     payload = {
         "command": _command(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "machine": machine(),
         "settings": settings.__dict__,
         "peaks": _best_peaks(probes) if probes else None,
@@ -147,7 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("workloads", nargs="*", help="workload specs or suite names")
     parser.add_argument("--name", help="result set name (bench/results/NAME.json)")
-    parser.add_argument("--runs", type=int, default=3, help="fresh processes per workload")
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per workload (min)")
+    parser.add_argument(
+        "--max-runs", type=int, default=15, help="rounds at most while a ratio's spread is wide"
+    )
+    parser.add_argument(
+        "--target-spread",
+        type=float,
+        default=0.05,
+        help="add rounds until each ratio to the reference is known within ± this",
+    )
+    parser.add_argument(
+        "--no-tune", action="store_true", help="time the built-in step settings, untuned"
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed first iterations")
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per run")
     parser.add_argument("--profile", type=int, metavar="N", help="add a profiled run; top N ops")

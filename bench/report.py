@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import stamp
+from bench.system import isa_label
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Training speed (issue #5)"
 
 _GIB = 1024**3
+#: Load average below which a timing counts as taken on a quiet machine (2 cores).
+QUIET_LOAD = 2.5
 #: Prefix of the workloads timed on opensr-srgan (as :data:`bench.workloads.OPENSR_PREFIX`).
 OPENSR_PREFIX = "opensr:"
 
@@ -44,14 +47,33 @@ def _percent(part: float | None, whole: float | None) -> str:
 
 
 def _vs_opensr(w: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
-    """The "vs opensr 0.4.3" cell: the side-by-side ratio, or "–" without ``opensr:`` rows."""
+    """The "vs opensr 0.4.3" cell: the side-by-side ratio with its spread, or "–"."""
     if w["workload"].startswith(OPENSR_PREFIX):
         return "reference"
-    s = w["seconds_per_iteration"]
+    ratio = w.get("ratio_to_reference")
+    if ratio:
+        return (
+            f"{ratio['median']:.2f}× ({ratio['low']:.2f}–{ratio['high']:.2f}, "
+            f"±{100 * ratio['spread']:.1f} %, {ratio['pairs']} pairs)"
+        )
     reference = rows.get(f"{OPENSR_PREFIX}{w.get('base', w['workload'])}")
     if reference:
-        return f"{reference['seconds_per_iteration'] / s:.2f}×"
+        return f"{reference['seconds_per_iteration'] / w['seconds_per_iteration']:.2f}×"
     return "–"
+
+
+def settings_label(settings: dict[str, Any] | None) -> str:
+    """Short form of a row's step settings, e.g. ``NHWC fused retain 32-true``."""
+    if not settings:
+        return "–"
+    parts = [
+        "NHWC" if settings["channels_last"] else "NCHW",
+        "fused" if settings["fused"] else "foreach",
+    ]
+    parts += ["retain"] if settings["retain_freed_memory"] else []
+    parts += ["compile"] if settings["compile"] else []
+    parts += [f"{settings['threads']} threads"] if settings.get("threads") else []
+    return " ".join([*parts, settings["precision"]])
 
 
 def training_table(payload: dict[str, Any]) -> str:
@@ -63,12 +85,14 @@ def training_table(payload: dict[str, Any]) -> str:
         (v for k, v in peaks.items() if k.startswith("conv_fp32_") and k.endswith("_fwd_bwd")),
         default=None,
     )
+    m = payload["machine"]
+    cpu = f"{m['cpu']} ({isa_label(m)})"
     rows = {w["workload"]: w for w in payload["workloads"]}
     lines = [
-        "| workload | s/it median (range) | samples/s | vs opensr 0.4.3 | speed-up vs `+before`"
-        " | CPU s/it | peak RSS | GFLOP/it | GFLOP/s | of conv peak | of conv fwd+bwd peak"
-        " | of matmul peak | page faults/it | other load (CPUs) |",
-        "|---" * 14 + "|",
+        "| workload | CPU (ISA) | settings | s/it median (range) | samples/s | vs opensr 0.4.3"
+        " | speed-up vs `+before` | CPU s/it | peak RSS | GFLOP/it | GFLOP/s | of conv peak"
+        " | of conv fwd+bwd peak | of matmul peak | page faults/it | other load (CPUs) |",
+        "|---" * 16 + "|",
     ]
     for name, w in rows.items():
         s = w["seconds_per_iteration"]
@@ -76,7 +100,8 @@ def training_table(payload: dict[str, Any]) -> str:
         before = rows.get(f"{name}+before")
         speedup = f"{before['seconds_per_iteration'] / s:.2f}×" if before else "–"
         lines.append(
-            f"| `{name}` | {s:.3f} ({low:.3f}–{high:.3f}) | {w['samples_per_second']:.1f}"
+            f"| `{name}` | {cpu} | {settings_label(w.get('step_settings'))}"
+            f" | {s:.3f} ({low:.3f}–{high:.3f}) | {w['samples_per_second']:.1f}"
             f" | {_vs_opensr(w, rows)}"
             f" | {speedup} | {w.get('cpu_seconds_per_iteration', float('nan')):.2f}"
             f" | {w['peak_rss_bytes'] / _GIB:.2f} GiB | {_gflops(w['flops_per_iteration'])}"
@@ -115,16 +140,26 @@ def profile_table(workload: dict[str, Any], top: int = 15) -> str:
     return "\n".join(lines)
 
 
+def _load_note(payload: dict[str, Any]) -> str:
+    load = payload.get("load_average_1min")
+    if not load:
+        return ""
+    quiet = max(load["before"], load["after"]) < QUIET_LOAD
+    return f" 1-minute load average {load['before']:.1f} before, {load['after']:.1f} after" + (
+        "." if quiet else f" (≥ {QUIET_LOAD}: taken under load from other work)."
+    )
+
+
 def render_training(payload: dict[str, Any]) -> str:
     """The whole generated block of a training result set: header, tables, profiles."""
     m = payload["machine"]
     parts = [
         f"Command: `{payload['command']}` ({payload['created']}, revision {m['git_revision']}).",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} "
-        f"({m['torch_cpu_capability']}), Lightning {m['lightning']}; "
-        f"{payload['settings']['runs']} fresh processes per workload, "
+        f"({isa_label(m)}), Lightning {m['lightning']}; "
+        f"{len(payload['workloads'][0]['runs'])} fresh processes per workload, "
         f"{payload['settings']['iterations']} timed iterations after "
-        f"{payload['settings']['warmup']} warm-up.",
+        f"{payload['settings']['warmup']} warm-up." + _load_note(payload),
         "",
         training_table(payload),
     ]
@@ -150,9 +185,14 @@ def render_training(payload: dict[str, Any]) -> str:
 
 
 def update_results_md(
-    block: str, markdown: str, path: Path = RESULTS_MD, commit: str | None = None
+    block: str,
+    markdown: str,
+    path: Path = RESULTS_MD,
+    commit: str | None = None,
+    section: str = SECTION,
 ) -> None:
-    """Replace (or append) generated block ``block`` in the issue #5 section of ``path``.
+    """Replace generated block ``block`` of ``path``, or append it to ``section`` (default:
+    the issue #5 section).
 
     The block's first line names the commit measured (:mod:`bench.stamp`): ``commit``, or
     ``HEAD`` now. The repository's own ``bench/RESULTS.md`` is only written from a clean tree.
@@ -170,15 +210,15 @@ def update_results_md(
     if pattern.search(text):
         text = pattern.sub(lambda _: content, text, count=1)
     else:
-        text = _insert_in_section(text, content)
+        text = _insert_in_section(text, content, section)
     path.write_text(text)
 
 
-def _insert_in_section(text: str, content: str) -> str:
-    start = text.find(SECTION)
+def _insert_in_section(text: str, content: str, section: str = SECTION) -> str:
+    start = text.find(section)
     if start < 0:
-        return f"{text.rstrip()}\n\n{SECTION}\n\n{content}\n"
-    following = re.search(r"^## ", text[start + len(SECTION) :], re.MULTILINE)
-    stop = start + len(SECTION) + following.start() if following else len(text)
+        return f"{text.rstrip()}\n\n{section}\n\n{content}\n"
+    following = re.search(r"^## ", text[start + len(section) :], re.MULTILINE)
+    stop = start + len(section) + following.start() if following else len(text)
     head, tail = text[:stop].rstrip(), text[stop:]
     return f"{head}\n\n{content}\n" + (f"\n{tail}" if tail else "")

@@ -17,18 +17,10 @@ from pathlib import Path
 import lightning
 import torch
 
+from srgan.tuning_cache import cpu_matrix_units, cpu_model
+
 _BUSY_FIELDS = (0, 1, 2, 5, 6)  # user, nice, system, irq, softirq (jiffies)
 _STEAL_FIELD = 7
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def machine() -> dict[str, object]:
@@ -37,6 +29,7 @@ def machine() -> dict[str, object]:
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_matrix_units": cpu_matrix_units(),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
         "python": platform.python_version(),
@@ -107,3 +100,9 @@ class LoadProbe:
             "steal_cpus": round((steal - self.steal) / tick / wall, 3),
             "loadavg_1min": os.getloadavg()[0],
         }
+
+
+def isa_label(m: dict[str, object]) -> str:
+    """``AVX512 + amx_bf16`` style: the vector ISA torch uses and any bf16 matrix units."""
+    units = [u for u in m.get("cpu_matrix_units") or [] if u in ("amx_bf16", "avx512_bf16")]  # type: ignore[attr-defined]
+    return " + ".join([str(m.get("torch_cpu_capability", "?")), *units])

@@ -6,7 +6,16 @@ on this shared machine hits all workloads alike and ratios measured in one invoc
 
 ``opensr:`` workloads run ``python -m bench.reference_worker`` with the reference venv's
 interpreter (:data:`REFERENCE_PYTHON`, ``make bench-reference-setup``) in the same round-robin,
-so the ratio to opensr-srgan 0.4.3 is measured side by side.
+so the ratio to opensr-srgan 0.4.3 is measured side by side. Rounds go on (up to
+``max_runs``) until the ratio of every workload to its reference is known within
+``target_spread``: the 90 % bootstrap interval of the median of the per-round ratios of each
+run's fastest iteration (each round's two runs are neighbours in time, so they share the
+machine's load).
+
+Before timing, each base workload's step settings are measured the way a user's ``s2-srgan
+tune`` would (:func:`srgan.step_trial.tune_step`, in a fresh process, into a tuning cache
+private to the benchmark): our rows time what a tuned installation runs on this machine, and
+each row records the settings it ran with.
 
 Example::
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -51,6 +61,12 @@ class Settings:
     baseline_revision: str = BASELINE_REVISION
     profile_top: int | None = None
     timeout_s: float = 3600.0
+    #: Rounds are added until every ratio to the reference is known within this (relative
+    #: half-width of the bootstrap interval), or until ``max_runs``.
+    target_spread: float = 0.05
+    max_runs: int = 15
+    #: Measure each base workload's step settings first (see the module docstring).
+    tune: bool = True
 
 
 def export_revision(revision: str, into: Path) -> Path:
@@ -131,10 +147,57 @@ def _job(spec: WorkloadSpec, settings: Settings, baseline_root: Path | None) -> 
     }
 
 
-def _run_one(spec: WorkloadSpec, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _run_one(
+    spec: WorkloadSpec, job: dict[str, Any], timeout_s: float, env: dict[str, str]
+) -> dict[str, Any]:
     if spec.opensr is not None:
         return run_worker("bench.reference_worker", job, spec.env, timeout_s, REFERENCE_PYTHON)
-    return run_worker("bench.worker", job, spec.env, timeout_s)
+    return run_worker("bench.worker", job, {**spec.env, **env}, timeout_s)
+
+
+def ratio_interval(
+    reference: list[float], ours: list[float], resamples: int = 2000
+) -> dict[str, Any]:
+    """Median of per-round ratios ``reference / ours`` with its 90 % bootstrap interval.
+
+    Args:
+        reference: Seconds per iteration of the reference, one per round.
+        ours: Ours, one per round (same rounds, same order).
+
+    Returns:
+        ``median``, ``low``, ``high``, ``spread`` (half the interval over the median),
+        ``min``/``max`` of the single-round ratios and ``pairs``.
+    """
+    ratios = [r / o for r, o in zip(reference, ours, strict=False)]
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples)
+    )
+    low, high = medians[int(0.05 * resamples)], medians[int(0.95 * resamples) - 1]
+    median = statistics.median(ratios)
+    return {
+        "median": median,
+        "low": low,
+        "high": high,
+        "spread": (high - low) / 2 / median,
+        "min": min(ratios),
+        "max": max(ratios),
+        "pairs": len(ratios),
+    }
+
+
+def _pairs(specs: list[WorkloadSpec]) -> list[tuple[str, str]]:
+    """(ours, reference) workload names measured side by side."""
+    names = {s.name for s in specs}
+    return [(s.base, s.name) for s in specs if s.opensr is not None and s.base in names]
+
+
+def _per_run(results: list[dict[str, Any]]) -> list[float]:
+    """Each run's fastest iteration: the load of other processes on a shared machine comes in
+    bursts longer than an iteration and only ever slows one down, so the fastest iteration of
+    a run is the least disturbed estimate of what the step costs (as ``timeit`` takes the
+    minimum); the s/it column keeps the median."""
+    return [min(r["seconds_per_iteration"]) for r in results]
 
 
 def summarise(spec: WorkloadSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -163,15 +226,34 @@ def summarise(spec: WorkloadSpec, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "threads": runs[0]["threads"],
         "precision": runs[0]["precision"],
         "srgan_path": runs[0]["srgan_path"],
+        "step_settings": runs[0].get("step_settings"),
         "runs": runs,
     }
     return summary
 
 
+def tune_bases(
+    specs: list[WorkloadSpec], settings: Settings, env: dict[str, str], log: Any
+) -> dict[str, Any]:
+    """Measure the step settings of each base workload (fresh process each) into the cache
+    that ``env`` points the workers to; returns each base's trial."""
+    trials: dict[str, Any] = {}
+    for spec in specs:
+        if spec.opensr is not None or spec.baseline_code or spec.base in trials:
+            continue
+        # the first spec of a base (the plain one, usually): variants' own settings stay theirs
+        job = {"tune": True, "overrides": spec.overrides, "threads": spec.threads}
+        trial = run_worker("bench.worker", job, env, settings.timeout_s)
+        trials[spec.base] = trial
+        log(f"tuned {spec.base}: {trial['settings']} ({trial['seconds']:.0f} s)")
+    return trials
+
+
 def run_training(
     specs: list[WorkloadSpec], settings: Settings, log: Any = print
 ) -> list[dict[str, Any]]:
-    """Time every workload ``settings.runs`` times, interleaved; returns one summary each.
+    """Time every workload, interleaved, for ``settings.runs`` rounds and then until every
+    ratio to the reference is within ``settings.target_spread``; one summary per workload.
 
     Raises:
         BenchError: a worker failed or the baseline revision cannot be exported.
@@ -182,21 +264,43 @@ def run_training(
             "run `make bench-reference-setup`"
         )
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
+    pairs = _pairs(specs)
     with tempfile.TemporaryDirectory(prefix="s2sr-bench-baseline-") as tmp:
+        tuning_env = {"S2SR_TUNING": str(Path(tmp) / "tuning.json")}
+        trials = tune_bases(specs, settings, tuning_env, log) if settings.tune else {}
         baseline = None
         if any(s.baseline_code for s in specs):
-            baseline = export_revision(settings.baseline_revision, Path(tmp))
-        for index in range(settings.runs):
+            baseline = export_revision(settings.baseline_revision, Path(tmp) / "baseline")
+        rounds, index = max(settings.runs, 1), 0
+        while index < rounds:
             for spec in specs:
                 job = {**_job(spec, settings, baseline), "profile_top": None}
-                result = _run_one(spec, job, settings.timeout_s)
+                result = _run_one(spec, job, settings.timeout_s, tuning_env)
                 runs[spec.name].append(result)
                 per_it = statistics.median(result["seconds_per_iteration"])
                 log(
-                    f"run {index + 1}/{settings.runs} {spec.name}: {per_it:.3f} s/it "
+                    f"run {index + 1} {spec.name}: {per_it:.3f} s/it "
                     f"(other processes used {result['load']['foreign_cpus']:.2f} CPUs)"
                 )
+            index += 1
+            if index == rounds and index < settings.max_runs and pairs:
+                spreads = {
+                    ours: ratio_interval(_per_run(runs[ref]), _per_run(runs[ours]))["spread"]
+                    for ours, ref in pairs
+                }
+                wide = {k: round(v, 3) for k, v in spreads.items() if v > settings.target_spread}
+                if wide:
+                    log(f"ratio spread above ±{settings.target_spread:.0%}: {wide}; one more round")
+                    rounds += 1
         summaries = [summarise(spec, runs[spec.name]) for spec in specs]
+        for summary, spec in zip(summaries, specs, strict=True):
+            reference = next((r for o, r in pairs if o == spec.base), None)
+            if reference is not None and spec.opensr is None:
+                summary["ratio_to_reference"] = ratio_interval(
+                    _per_run(runs[reference]), _per_run(runs[spec.name])
+                )
+            if spec.base in trials and spec.opensr is None:
+                summary["tuning_trial"] = trials[spec.base]
         if settings.profile_top:
             # an extra run: the profiler's overhead must not reach the timed runs
             for spec, summary in zip(specs, summaries, strict=True):
@@ -204,7 +308,9 @@ def run_training(
                     log(f"no profile for {spec.name}: the reference worker does not profile")
                     continue
                 job = {**_job(spec, settings, baseline), "count_flops": False}
-                profiled = run_worker("bench.worker", job, spec.env, settings.timeout_s)
+                profiled = run_worker(
+                    "bench.worker", job, {**spec.env, **tuning_env}, settings.timeout_s
+                )
                 summary["profile"] = profiled["profile"]
                 summary["profile_seconds_per_iteration"] = statistics.median(
                     profiled["seconds_per_iteration"]

@@ -6,7 +6,9 @@ trains through the real :class:`~srgan.module.SRGANModule` and the Trainer of
 ``on_train_batch_end`` calls, the FLOPs of one extra iteration and its peak RSS.
 
 The ``srgan`` package is imported only after ``srgan_root`` (if given) is put first on
-``sys.path``, so the same worker can time the code of another revision.
+``sys.path``, so the same worker can time the code of another revision. A job with ``"tune":
+true`` instead measures the workload's step settings (:func:`srgan.step_trial.tune_step`) into
+the tuning cache ``$S2SR_TUNING`` names.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class StepTimer(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if torch.cuda.is_available():  # kernels run asynchronously: time the finished step
+            torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
         self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
         self.cpu.append(time.process_time())
@@ -129,6 +133,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         trainer, _ = build_trainer(cfg, run_dir, callbacks=[timer])
         trainer.fit(module, train_dataloaders=loader)
         precision = str(trainer.precision)
+    settings = _applied_settings(trainer)
 
     window = timer.ends[warmup - 1 : warmup + iters]
     intervals = [b - a for a, b in itertools.pairwise(window)]
@@ -147,17 +152,45 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "srgan_path": str(Path(srgan.__file__).parent),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
+        "step_settings": settings,
     }
     if profile and timer.profiler is not None:
         result["profile"] = _profile_rows(timer.profiler, iters, int(profile))
     return result
 
 
+def tune(job: dict[str, Any]) -> dict[str, Any]:
+    """Measure the step settings of a workload into the cache ``$S2SR_TUNING`` names."""
+    torch.set_num_threads(int(job["threads"]))
+    from srgan.config import load_config
+    from srgan.step_trial import tune_step
+
+    overrides = dict(job["overrides"])
+    overrides["schedule"] = {**overrides.get("schedule", {}), "max_iterations": 10}
+    trial = tune_step(load_config("cpu-tiny", overrides), patch_size=int(job.get("hr_size", 128)))
+    return {
+        "settings": trial.settings.describe(),
+        "trial": trial.as_dict(),
+        "seconds": trial.seconds,
+    }
+
+
+def _applied_settings(trainer: Trainer) -> dict[str, Any] | None:
+    """The step settings the fit ran with (code of revisions before they existed: ``None``)."""
+    try:
+        from srgan.host_tuning import applied_step_settings
+    except ImportError:
+        return None
+    settings = applied_step_settings(trainer)
+    return settings.as_dict() if settings is not None else None
+
+
 def main(argv: list[str]) -> int:
     """Entry point: ``JOB.json RESULT.json``."""
     job_path, result_path = argv
     job = json.loads(Path(job_path).read_text())
-    Path(result_path).write_text(json.dumps(run(job), indent=1))
+    result = tune(job) if job.get("tune") else run(job)
+    Path(result_path).write_text(json.dumps(result, indent=1, default=str))
     return 0
 
 

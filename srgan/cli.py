@@ -1,4 +1,4 @@
-"""``s2-srgan``: local work without Prefect (tile, train, super-resolve, presets).
+"""``s2-srgan``: local work without Prefect (tile, train, super-resolve, tune, presets).
 
 One function per command. Each imports what it needs (torch, Lightning, the data library)
 inside itself, so ``--help`` and ``presets`` answer without loading them. A new command is a
@@ -27,6 +27,7 @@ from typing import Any
 from srgan.cli_evaluate import add_evaluate
 from srgan.cli_super_resolve import add_super_resolve
 from srgan.cli_tile import add_parser as add_tile_parser
+from srgan.cli_tune import add_parser as add_tune_parser
 
 
 def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     add_tile_parser(sub, parse_set)
+    add_tune_parser(sub, parse_set)
 
     presets = sub.add_parser("presets", help="list the shipped config presets")
     presets.set_defaults(func=_presets)

@@ -29,7 +29,7 @@ def add_evaluate(sub: Any) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
     from datasets.errors import S2SRDataError
-    from srgan.checkpointing import CheckpointError
+    from srgan.checkpoint_io import CheckpointError
     from srgan.evaluate_store import evaluate_store
 
     try:

@@ -69,9 +69,19 @@ def add_super_resolve(sub: Any) -> None:
     sr.add_argument("--checkpoint", required=True, help="checkpoint path or URL")
     sr.add_argument("--out", required=True, help="output .tif path or s3:// URI")
     sr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    sr.add_argument("--tile-size", type=int, default=128, help="LR tile edge in pixels")
+    sr.add_argument(
+        "--tile-size", type=int, help="LR tile edge (default: measured by tune, else 128)"
+    )
     sr.add_argument("--overlap", type=int, default=16, help="LR overlap of neighbouring tiles")
-    sr.add_argument("--batch-size", type=int, default=8, help="tiles per generator call")
+    sr.add_argument(
+        "--batch-size", type=int, help="tiles per generator call (default: measured, else 8)"
+    )
+    sr.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="auto: bfloat16 on a GPU, on the CPU what tune measured faster, else float32",
+    )
     sr.add_argument(
         "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: a GPU if any)"
     )
@@ -103,7 +113,7 @@ def run_super_resolve(args: argparse.Namespace) -> int:
 
     from datasets.errors import HarmonisationError, S2SRDataError
     from datasets.harmonise import HarmonisationParam
-    from srgan.checkpointing import CheckpointError
+    from srgan.checkpoint_io import CheckpointError
     from srgan.super_resolve_scene import super_resolve_scene
 
     gate = qa_gate(args)  # before any work: a bad threshold costs nothing
@@ -131,6 +141,7 @@ def run_super_resolve(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             use_ema=not args.no_ema,
             device=args.device,
+            precision=args.precision,
             dtype=args.dtype,
             overwrite=args.overwrite,
             progress=progress,

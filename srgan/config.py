@@ -137,7 +137,8 @@ class OptimConfig(_Strict):
     plateau_metric: ValMetric = "l1"
     # The fused Adam/AdamW kernel updates each tensor in one pass; torch's CPU default is a
     # per-tensor loop with several full-size temporaries (D's 19 M-weight dense layer dominates).
-    fused: bool = True
+    # None: what `s2-srgan tune` measured on this machine, else on (srgan/step_settings.py).
+    fused: bool | None = None
 
 
 class EMAConfig(_Strict):
@@ -197,6 +198,8 @@ class TrainerConfig(_Strict):
     devices: int | str | list[int] = "auto"
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
+    # None: bf16-mixed on a GPU; on the CPU bf16-mixed where `s2-srgan tune` measured it faster
+    # (its quality: bench/RESULTS.md, "quality"), else 32-true.
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] | None = None
     max_epochs: int | None = Field(None, ge=1)
     log_every_n_iterations: int = Field(10, ge=1)
@@ -204,13 +207,24 @@ class TrainerConfig(_Strict):
     finite_check_every: int = Field(1, ge=1)
     seed: int = 0
     deterministic: bool = False
-    # NHWC weights and batches: oneDNN (CPU) and cuDNN convolutions run without layout reorders.
-    channels_last: bool = True
-    # torch.compile G and D in place (first iterations compile; state_dict keys are unchanged).
-    compile: bool = False
+    # The speed settings below change how the step runs, not what it computes. None (the
+    # default) means: what `s2-srgan tune` measured for this config on this machine, else the
+    # built-in choice named in each comment (srgan/step_settings.py); a value given here wins.
+    # NHWC weights and batches: oneDNN (CPU) and cuDNN convolutions run without layout reorders
+    # (built-in: on).
+    channels_last: bool | None = None
+    # torch.compile G and D in place (first iterations compile; state_dict keys are unchanged;
+    # built-in: off).
+    compile: bool | None = None
     # glibc only: keep freed memory in the heap during fit instead of an mmap/munmap (and a page
-    # fault per 4 KiB) for every large tensor of every step; handed back when fit ends.
-    retain_freed_memory: bool = True
+    # fault per 4 KiB) for every large tensor of every step; handed back when fit ends
+    # (built-in: on).
+    retain_freed_memory: bool | None = None
+    # Intra-op CPU threads during fit (built-in: torch's default, one per physical core).
+    threads: int | None = Field(None, ge=1)
+    # off: ignore measurements; cached: use them when this machine has them; trial: measure
+    # at fit start when it has none (a short timed trial, then cached).
+    autotune: Literal["off", "cached", "trial"] = "cached"
     logger: LoggerConfig = Field(default_factory=LoggerConfig)
 
 

@@ -8,6 +8,11 @@ Example::
     model = load_inference_model("runs/try1/checkpoints/best.ckpt")
     model.bands, model.scale             # (('B02', 'B03', 'B04', 'B08'), 4)
     sr = model.predict(lr)               # (B, 4, h, w) normalised → (B, 4, 4h, 4w)
+
+Predictions run through a rewritten copy of the generator (:mod:`srgan.inference_graph`:
+exact reformulations of its slow layers, NHWC weights, inference mode) in float32 or bfloat16:
+bfloat16 on a GPU, and on a CPU where ``s2-srgan tune`` measured it faster
+(:mod:`srgan.inference_tuning`); float32 otherwise.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from srgan.build import generator_from_config
-from srgan.checkpointing import CheckpointError, load_checkpoint
+from srgan.checkpoint_io import CheckpointError, load_checkpoint
 from srgan.config import ConfigError, TrainingConfig, validate_config
+from srgan.inference_graph import prepare_for_inference
+from srgan.inference_tuning import measured_inference_settings
 from srgan.lineage import CheckpointLineage, read_lineage
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,9 @@ EMA_PREFIX = "ema.averaged.module."
 EMA_COUNT = "ema.averaged.n_averaged"
 
 Weights = Literal["ema", "generator"]
+#: ``auto``: bfloat16 on a GPU; on the CPU what ``s2-srgan tune`` measured faster, else float32.
+Precision = Literal["auto", "float32", "bfloat16"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -53,12 +63,15 @@ class InferenceModel:
     """A generator ready for inference, with what is needed to feed it correctly.
 
     Attributes:
-        generator: The network in eval mode on :attr:`device` (channels-last); maps normalised
-            ``(B, C, h, w)`` float32 to ``(B, C, h·scale, w·scale)``.
+        generator: The network as trained, in eval mode on :attr:`device` (channels-last);
+            maps normalised ``(B, C, h, w)`` float32 to ``(B, C, h·scale, w·scale)``.
         config: The training config recorded in the checkpoint.
         checkpoint: Where the weights came from.
         weights: ``"ema"`` (the averaged generator) or ``"generator"`` (the raw one).
         device: Where :meth:`predict` runs.
+        runtime: What :meth:`predict` runs: ``generator`` rewritten by
+            :func:`~srgan.inference_graph.prepare_for_inference`, with :attr:`dtype` weights.
+        dtype: ``torch.float32`` or ``torch.bfloat16``.
         lineage: What the checkpoint records of its training data (degradation, store, run).
     """
 
@@ -67,6 +80,8 @@ class InferenceModel:
     checkpoint: str
     weights: Weights
     device: torch.device
+    runtime: nn.Module
+    dtype: torch.dtype = torch.float32
     lineage: CheckpointLineage = field(default_factory=CheckpointLineage)
 
     @property
@@ -84,9 +99,14 @@ class InferenceModel:
         """Name of the normalisation used in training (see ``datasets.normalise``)."""
         return str(self.config.data.normalisation)
 
+    @property
+    def precision(self) -> str:
+        """``"float32"`` or ``"bfloat16"``: the type :meth:`predict` computes in."""
+        return "bfloat16" if self.dtype == torch.bfloat16 else "float32"
+
     @torch.inference_mode()
     def predict(self, lr: Tensor) -> Tensor:
-        """Super-resolve normalised tiles; bf16 autocast on a GPU, float32 on the CPU.
+        """Super-resolve normalised tiles in :attr:`dtype` (see :attr:`runtime`).
 
         Args:
             lr: ``(B, C, h, w)`` float32 in the training normalisation, on any device.
@@ -96,9 +116,7 @@ class InferenceModel:
         """
         x = lr.to(self.device, torch.float32, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
-            out = self.generator(x)
-        return out.float().contiguous()
+        return self.runtime(x).contiguous()
 
 
 def _config_of(checkpoint: dict[str, Any], uri: str) -> TrainingConfig:
@@ -134,6 +152,7 @@ def load_inference_model(
     *,
     use_ema: bool = True,
     device: str | torch.device | None = None,
+    precision: Precision = "auto",
 ) -> InferenceModel:
     """Load a checkpoint weights-only (no pickled code runs) and build its generator.
 
@@ -142,6 +161,9 @@ def load_inference_model(
         use_ema: Use the EMA weights when the checkpoint has updated ones (the default, as in
             validation); ``False`` takes the raw generator.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …; default: a GPU when present.
+        precision: ``"float32"``, ``"bfloat16"``, or ``"auto"``: bfloat16 on a GPU, on the
+            CPU the precision ``s2-srgan tune`` measured faster for this generator on this
+            machine (float32 when it has not been measured).
 
     Returns:
         The generator in eval mode on the device, with its config.
@@ -168,4 +190,24 @@ def load_inference_model(
     # NHWC: oneDNN (CPU) and cuDNN (GPU) convolutions then run without layout reorders;
     # torch's stubs lack the memory_format keyword that Module.to accepts
     generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return InferenceModel(generator, config, uri, source, target, read_lineage(loaded))
+    dtype = DTYPES[resolve_precision(precision, config, target)]
+    runtime = prepare_for_inference(generator, dtype)
+    return InferenceModel(
+        generator, config, uri, source, target, runtime, dtype, read_lineage(loaded)
+    )
+
+
+def resolve_precision(precision: Precision, config: TrainingConfig, device: torch.device) -> str:
+    """``precision`` with ``"auto"`` decided (see :func:`load_inference_model`).
+
+    Raises:
+        ValueError: ``precision`` is not one of ``auto``, ``float32``, ``bfloat16``.
+    """
+    if precision not in ("auto", *DTYPES):
+        raise ValueError(f"precision must be auto, float32 or bfloat16; got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bfloat16"
+    measured = measured_inference_settings(config, device)
+    return measured.precision if measured is not None else "float32"

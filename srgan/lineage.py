@@ -1,10 +1,11 @@
 """What a checkpoint records about the data it was trained on, for inference-time QA and provenance.
 
-:class:`TrainingLineage` (a Lightning callback added by :func:`srgan.train.build_trainer`)
-writes ``checkpoint["s2sr_lineage"]``: the patch store and its version, the degradation that made
-its LR patches, and the run folder. :func:`read_lineage` reads it back; a checkpoint written
-before this existed (or trained on another DataModule) reads as an empty lineage, and the QA
-then falls back to the default degradation and says so.
+:class:`~srgan.lineage_callback.TrainingLineage` (a Lightning callback added by
+:func:`srgan.train.build_trainer`) writes ``checkpoint["s2sr_lineage"]``: the patch store and
+its version, the degradation that made its LR patches, and the run folder. :func:`read_lineage`
+reads it back; a checkpoint written before this existed (or trained on another DataModule)
+reads as an empty lineage, and the QA then falls back to the default degradation and says so.
+Reading needs no Lightning: scene inference starts without it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
 from pydantic import ValidationError
 
-from datasets.datamodule import PatchDataModule
 from datasets.degradation import Degradation
-from datasets.patch_store import store_info
 
 log = logging.getLogger(__name__)
 
@@ -76,32 +74,3 @@ def read_lineage(checkpoint: dict[str, Any]) -> CheckpointLineage:
         degradation=record.get("degradation"),
         run_dir=record.get("run_dir"),
     )
-
-
-class TrainingLineage(Callback):
-    """Records the training data's lineage in every checkpoint the trainer saves.
-
-    Args:
-        run_dir: The run's folder.
-    """
-
-    def __init__(self, run_dir: str) -> None:
-        self.record: dict[str, Any] = {"run_dir": run_dir}
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        datamodule = trainer.datamodule  # type: ignore[attr-defined]
-        if not isinstance(datamodule, PatchDataModule):
-            return  # in-memory pairs: no store, no recorded degradation
-        info = store_info(
-            datamodule.store_uri, datamodule.storage_options, version=datamodule.version
-        )
-        self.record.update(
-            store=datamodule.store_uri,
-            store_version=datamodule.store_version or info.version,
-            degradation=dict(info.degradation),
-        )
-
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[LINEAGE_KEY] = dict(self.record)

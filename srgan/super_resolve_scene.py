@@ -41,7 +41,8 @@ from datasets.scenes import Scene, open_scene
 from datasets.scenes.bands import check_bands
 from datasets.version import DISTRIBUTION, software_version
 from srgan.devices import device_name
-from srgan.inference import InferenceModel, load_inference_model
+from srgan.inference import InferenceModel, Precision, load_inference_model
+from srgan.inference_tuning import tiling_for
 from srgan.output_bundle import BundlePublisher, check_bundle
 from srgan.provenance import OutputGrid, OutputLineage, file_sha256, stac_item
 from srgan.qa_gate import QAGate
@@ -122,11 +123,12 @@ def super_resolve_scene(
     *,
     bands: Sequence[str] | None = None,
     scale: int | None = None,
-    tile_size: int = 128,
+    tile_size: int | None = None,
     overlap: int = 16,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     use_ema: bool = True,
     device: str | None = None,
+    precision: Precision = "auto",
     dtype: OutputDType = "uint16",
     compress: Compression = "deflate",
     compress_level: int | None = 1,
@@ -158,11 +160,14 @@ def super_resolve_scene(
         out: Output ``.tif`` path or ``s3://`` URI.
         bands: Expected bands; default (and only accepted value): the checkpoint's bands.
         scale: Expected factor; default (and only accepted value): the checkpoint's scale.
-        tile_size: LR tile edge in pixels.
+        tile_size: LR tile edge in pixels; default: measured by ``s2-srgan tune`` for this
+            generator on this machine, else 128 (:mod:`srgan.inference_tuning`).
         overlap: LR overlap of neighbouring tiles (≤ ``tile_size // 2``).
-        batch_size: Tiles per generator call.
+        batch_size: Tiles per generator call; default: measured, else 8.
         use_ema: Use the checkpoint's EMA weights (default) rather than the raw generator.
-        device: Torch device; default: a GPU when present (bf16 autocast), else the CPU.
+        device: Torch device; default: a GPU when present, else the CPU.
+        precision: ``float32``, ``bfloat16`` or ``auto`` (bfloat16 on a GPU, on the CPU the
+            measured choice, else float32); ignored when ``checkpoint`` is already loaded.
         dtype: ``"uint16"`` reflectance ×10000 (nodata: the scene's, or 0) or ``"float32"``
             reflectance (nodata: ``nan``).
         compress: COG compression (``deflate``, ``zstd``, ``lzw``).
@@ -208,9 +213,12 @@ def super_resolve_scene(
     if isinstance(checkpoint, InferenceModel):
         model = checkpoint
     else:
-        model = load_inference_model(checkpoint, use_ema=use_ema, device=device)
+        model = load_inference_model(
+            checkpoint, use_ema=use_ema, device=device, precision=precision
+        )
     _check_fit(model, bands, scale)
     degradation, degradation_source = model.lineage.qa_degradation()
+    tile_size, batch_size = tiling_for(model, tile_size, batch_size, overlap)
     tiler = TiledSuperResolver(
         scene_predictor(model), model.scale, tile_size, overlap, batch_size, progress
     )

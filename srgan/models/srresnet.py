@@ -1,6 +1,6 @@
 """SRResNet: the SRGAN generator, with swappable residual blocks, and its config."""
 
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field
 from torch import Tensor, nn
@@ -17,6 +17,7 @@ from srgan.models.blocks import (
     upsample_stages,
 )
 from srgan.models.family import GeneratorFamilyConfig
+from srgan.models.polyphase import preshuffle_prelu, shuffled_conv
 
 
 class SRResNet(nn.Module):
@@ -85,12 +86,22 @@ class SRResNet(nn.Module):
         self.upsampler = PixelShuffleUpsampler(channels, scale, small_kernel)
         self.tail = same_conv(channels, out_bands, large_kernel)
         init_weights([self.head, self.body_tail, self.upsampler, self.tail])
+        #: Compute the output conv in its polyphase form (exact; ``False`` only to compare).
+        self.polyphase_tail = True
 
     def forward(self, x: Tensor) -> Tensor:
         """Super-resolve ``x`` of shape ``(B, in_bands, h, w)`` to ``(B, out_bands, sh, sw)``."""
         features = self.head(x)
         features = features + self.body_tail(self.body(features))
-        return self.tail(self.upsampler(features))
+        if not self.polyphase_tail:
+            return self.tail(self.upsampler(features))
+        # the last PixelShuffle → PReLU → tail, as tail's polyphase form on the pre-shuffle
+        # grid (srgan/models/polyphase.py): the same map, several times faster
+        stages = list(self.upsampler)  # ... → conv → PixelShuffle(2) → PReLU
+        z = features
+        for stage in stages[:-2]:
+            z = stage(z)
+        return shuffled_conv(preshuffle_prelu(z, cast("nn.PReLU", stages[-1]), 2), self.tail, 2)
 
 
 class SRResNetConfig(GeneratorFamilyConfig):

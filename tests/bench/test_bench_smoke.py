@@ -10,11 +10,12 @@ import pytest
 
 from bench.__main__ import main
 from bench.report import SECTION, update_results_md
+from bench.training import ratio_interval
 from bench.workloads import WorkloadError, parse_spec
 
 
 def test_tiny_workload_runs_two_iterations_and_writes_json(tmp_path: Path) -> None:
-    argv = ["tiny-adversarial", "--runs", "1", "--warmup", "1", "--iterations", "2"]
+    argv = ["tiny-adversarial", "--runs", "1", "--warmup", "1", "--iterations", "2", "--no-tune"]
     assert main([*argv, "--no-peaks", "--name", "smoke", "--output", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "results" / "smoke.json").read_text())
     (workload,) = payload["workloads"]
@@ -25,10 +26,22 @@ def test_tiny_workload_runs_two_iterations_and_writes_json(tmp_path: Path) -> No
     assert run["iterations_run"] == 1 + 2 + 1  # warm-up, timed, FLOP-counted
     assert workload["flops_per_iteration"] > 0 and workload["peak_rss_bytes"] > 0
     assert run["precision"] == "32-true" and run["threads"] == 2
+    assert run["step_settings"]["sources"]["channels_last"] == "built-in"
     assert math.isfinite(workload["foreign_cpus"])
     assert payload["machine"]["torch"] and payload["settings"]["iterations"] == 2
+    assert set(payload["load_average_1min"]) == {"before", "after"}
     markdown = (tmp_path / "RESULTS.md").read_text()
     assert SECTION in markdown and "`tiny-adversarial`" in markdown
+    assert payload["machine"]["cpu"] in markdown  # every row names the CPU
+    assert "NHWC fused retain 32-true" in markdown
+
+
+def test_ratio_interval_narrows_with_consistent_pairs() -> None:
+    steady = ratio_interval([1.3, 1.31, 1.29, 1.3, 1.32], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert steady["median"] == pytest.approx(1.3) and steady["spread"] < 0.05
+    assert steady["low"] <= steady["median"] <= steady["high"] and steady["pairs"] == 5
+    noisy = ratio_interval([1.0, 1.6, 1.05, 1.55, 1.3], [1.0] * 5)
+    assert noisy["spread"] > 0.05 and (noisy["min"], noisy["max"]) == (1.0, 1.6)
 
 
 def test_results_md_update_keeps_other_sections(tmp_path: Path) -> None:

@@ -50,3 +50,18 @@ def test_the_qa_options_help_lists_every_gate_field_with_its_default() -> None:
     from srgan.qa_gate import QAGate
 
     assert asdict(DEFAULTS) == QAGate().model_dump()
+
+
+def test_scene_super_resolution_starts_without_lightning() -> None:
+    """The super-resolve path (CLI command, library function, checkpoint reader) loads neither
+    Lightning nor the training code: its start-up to the first tile is what ``bench``
+    measures (docs/benchmarks.md). Broken by hand: importing ``load_checkpoint`` from
+    ``srgan.checkpointing`` in ``srgan.inference`` fails it."""
+    probe = (
+        "import json, sys\n"
+        "import srgan.cli, srgan.super_resolve_scene, srgan.inference_tuning\n"
+        "print(json.dumps([m for m in ('lightning', 'torchmetrics', 'srgan.module') "
+        "if m in sys.modules]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

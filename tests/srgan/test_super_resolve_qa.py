@@ -179,16 +179,21 @@ def test_unwritable_sidecar_or_item_is_refused_before_the_model_runs(crop, tmp_p
 def test_a_failing_cog_takes_its_sidecar_and_item_back(
     crop, tiny_checkpoint, tmp_path, monkeypatch
 ):
+    """The sidecar and the Item are published before the COG; a failure publishing the COG
+    (a full disk) takes them back. Broken by hand: no ``publisher.roll_back()`` in
+    ``super_resolve_scene`` fails it."""
+    import datasets.cog_writer
+
     calls = []
-    original = rasterio.shutil.copy
+    original = datasets.cog_writer.publish
 
-    def copy(src, dst, **options):
-        calls.append(dst)
-        if len(calls) == 2:  # the sidecar converts first; the COG second
-            raise rasterio.errors.RasterioError("disk full (injected)")
-        return original(src, dst, **options)
+    def publish(path, out, **options):
+        calls.append(out)
+        if len(calls) == 2:  # the sidecar's COG is published first, the output second
+            raise OutputError("disk full (injected)")
+        return original(path, out, **options)
 
-    monkeypatch.setattr(rasterio.shutil, "copy", copy)
+    monkeypatch.setattr(datasets.cog_writer, "publish", publish)
     out = tmp_path / "sr.tif"
     with pytest.raises(OutputError, match="injected"):
         super_resolve_scene(crop, tiny_checkpoint, out, qa=GATE, **TILING)

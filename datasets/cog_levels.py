@@ -1,0 +1,250 @@
+"""The tiles of a COG's full-resolution image and overviews, compressed as the rows arrive.
+
+:class:`Pyramid` takes rows of the full-resolution image top to bottom. Each level buffers one
+row of 512 px tiles, hands the finished tiles to a thread pool that applies the TIFF
+predictor and compresses them (zlib and zstd release the GIL, so compression runs beside the
+caller's work), and appends the compressed tiles, in row-major order, to its own data file.
+Every level also passes its rows, averaged 2×2, to the next level, so the overviews are built
+in the same pass. Memory stays at about two tile rows per level.
+
+Example::
+
+    pyramid = Pyramid(width, height, bands=4, dtype=np.uint16, nodata=0, codec=..., folder=tmp)
+    for rows in strips:              # (bands, n, width), top to bottom
+        pyramid.add(rows)
+    images = pyramid.finish(predictor=2)  # one Image per level, tiles in pyramid.files[i]
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from datasets.tiff_layout import Image
+
+TILE = 512
+DEFLATE, ZSTD = 8, 50000  # TIFF compression codes
+#: Tile rows per level waiting for compression before ``add`` blocks (bounds memory: a
+#: tile row of a full-width 10 980² ×4 output is 172 MiB of uint16 tiles).
+MAX_PENDING_ROWS = 1
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How tiles are compressed: ``deflate`` or ``zstd`` at a level (1 = fastest)."""
+
+    name: str
+    level: int
+
+    @property
+    def code(self) -> int:
+        """The TIFF compression code."""
+        return DEFLATE if self.name == "deflate" else ZSTD
+
+    def compressor(self) -> Callable[[bytes], bytes]:
+        """A function compressing one tile's bytes."""
+        if self.name == "deflate":
+            return lambda data: zlib.compress(data, self.level)
+        from numcodecs import Zstd
+
+        codec = Zstd(level=self.level)
+        return lambda data: bytes(codec.encode(data))
+
+
+def overview_sizes(width: int, height: int, tile: int = TILE) -> list[tuple[int, int]]:
+    """Sizes of the overviews GDAL's COG driver makes: halved (rounded down) until one tile
+    holds the image (or a side would vanish)."""
+    sizes = []
+    while (width > tile or height > tile) and width > 1 and height > 1:
+        width, height = width // 2, height // 2
+        sizes.append((width, height))
+    return sizes
+
+
+def predict(tile: np.ndarray) -> np.ndarray:
+    """The TIFF predictor applied to a ``(rows, cols, bands)`` tile, as bytes to compress.
+
+    uint16: horizontal differencing (predictor 2) per band, modulo 2¹⁶. float32: the
+    floating-point predictor (3): each row's values split into byte planes, most significant
+    first, then byte-wise differencing with a stride of one pixel.
+    """
+    rows, cols, bands = tile.shape
+    if tile.dtype == np.uint16:
+        out = tile.astype("<u2", copy=True)
+        np.subtract(out[:, 1:], tile[:, :-1], out=out[:, 1:])
+        return out
+    samples = tile.astype("<f4").view(np.uint8).reshape(rows, cols * bands, 4)
+    planes = np.ascontiguousarray(samples[:, :, ::-1].transpose(0, 2, 1)).reshape(rows, -1)
+    out = planes.copy()
+    np.subtract(out[:, bands:], planes[:, :-bands], out=out[:, bands:])
+    return out
+
+
+def halve(rows: np.ndarray, nodata: float | None) -> np.ndarray:
+    """2×2 averages of ``(bands, 2n, w)`` rows: ``(bands, n, w // 2)`` (an odd last column, like
+    an odd last row of the image, is left out, as the overview sizes round down).
+
+    Nodata pixels (``nan`` for floats) are left out of each average; a 2×2 block without any
+    valid pixel is nodata. Integers are rounded half up.
+    """
+    bands, n, width = rows.shape
+    blocks = rows[:, : n // 2 * 2, : width // 2 * 2].reshape(bands, n // 2, 2, width // 2, 2)
+    if rows.dtype == np.uint16:
+        valid = np.ones(blocks.shape, bool) if nodata is None else blocks != nodata
+        total = np.where(valid, blocks, 0).sum(axis=(2, 4), dtype=np.uint32)
+        count = valid.sum(axis=(2, 4), dtype=np.uint32)
+        mean = (2 * total + count) // np.maximum(2 * count, 1)
+        return np.where(count > 0, mean, 0 if nodata is None else nodata).astype(np.uint16)
+    valid = ~np.isnan(blocks) if nodata is None or math.isnan(nodata) else blocks != nodata
+    total = np.where(valid, blocks, 0).sum(axis=(2, 4), dtype=np.float64)
+    count = valid.sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / count, np.nan if nodata is None else nodata)
+    return mean.astype(rows.dtype)
+
+
+class _Level:
+    """One image of the pyramid: row buffer, compression queue, data file."""
+
+    def __init__(
+        self, width: int, height: int, bands: int, dtype: np.dtype, path: Path, pool: Any
+    ) -> None:
+        self.width, self.height, self.bands = width, height, bands
+        self.columns = math.ceil(width / TILE)
+        self.buffer = np.zeros((TILE, self.columns * TILE, bands), dtype)
+        self.filled = 0
+        self.rows_in = 0
+        self.file: BinaryIO = path.open("wb")
+        self.path = path
+        self.pool = pool
+        self.pending: deque[Future[bytes]] = deque()
+        self.byte_counts: list[int] = []
+
+    def add(self, rows: np.ndarray, compress: Callable[[bytes], bytes]) -> None:
+        done = 0
+        while done < rows.shape[1]:
+            n = min(TILE - self.filled, rows.shape[1] - done)
+            self.buffer[self.filled : self.filled + n, : self.width] = rows[
+                :, done : done + n
+            ].transpose(1, 2, 0)
+            self.filled += n
+            done += n
+            self.rows_in += n
+            if self.filled == TILE or self.rows_in == self.height:
+                self._submit(compress)
+
+    def _submit(self, compress: Callable[[bytes], bytes]) -> None:
+        self.buffer[self.filled :] = 0  # the bottom tiles' padding
+        for col in range(self.columns):
+            tile = self.buffer[:, col * TILE : (col + 1) * TILE].copy()
+            self.pending.append(self.pool.submit(lambda t=tile: compress(predict(t).tobytes())))
+        self.filled = 0
+        self.drain(keep=MAX_PENDING_ROWS * self.columns)
+
+    def drain(self, keep: int = 0) -> None:
+        """Write finished tiles in order until at most ``keep`` are pending."""
+        while len(self.pending) > keep or (self.pending and self.pending[0].done()):
+            data = self.pending.popleft().result()
+            self.file.write(data)
+            self.byte_counts.append(len(data))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Pyramid:
+    """Full-resolution tiles and overview tiles of one raster, compressed in one pass.
+
+    Args:
+        width, height: Full-resolution size in pixels.
+        bands: Number of bands.
+        dtype: ``uint16`` or ``float32``.
+        nodata: Left out of the overviews' averages (``nan`` or ``None`` for floats: NaN).
+        codec: Tile compression.
+        folder: Where the levels' data files go (``level0.bin`` …).
+        threads: Compression threads.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        bands: int,
+        dtype: np.dtype | str,
+        nodata: float | None,
+        codec: Codec,
+        folder: Path,
+        threads: int,
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        self.nodata = nodata
+        self.codec = codec
+        self._compress = codec.compressor()
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="cog-tiles")
+        sizes = [(width, height), *overview_sizes(width, height)]
+        self.levels = [
+            _Level(w, h, bands, self.dtype, folder / f"level{i}.bin", self._pool)
+            for i, (w, h) in enumerate(sizes)
+        ]
+        self._carry: list[np.ndarray | None] = [None] * len(self.levels)
+
+    @property
+    def files(self) -> list[Path]:
+        """The data file of each level, full resolution first."""
+        return [level.path for level in self.levels]
+
+    def add(self, rows: np.ndarray) -> None:
+        """Append ``(bands, n, width)`` rows of the full-resolution image, top to bottom."""
+        self._add(0, rows)
+
+    def _add(self, index: int, rows: np.ndarray) -> None:
+        level = self.levels[index]
+        level.add(rows, self._compress)
+        if index + 1 == len(self.levels):
+            return
+        carry = self._carry[index]
+        if carry is not None:
+            rows = np.concatenate([carry, rows], axis=1)
+        even = rows.shape[1] // 2 * 2
+        # an odd row waits for its partner; the image's odd last row has none and is dropped
+        self._carry[index] = None if even == rows.shape[1] else rows[:, even:].copy()
+        if even:
+            self._add(index + 1, halve(rows[:, :even], self.nodata))
+
+    def finish(self, predictor: int) -> list[Image]:
+        """Wait for every tile; returns the images, full resolution first.
+
+        Raises:
+            ValueError: Not every row was added.
+        """
+        for level in self.levels:
+            if level.rows_in != level.height:
+                raise ValueError(f"only {level.rows_in} of {level.height} rows were added")
+            level.drain()
+            level.close()
+        return [
+            Image(
+                level.width,
+                level.height,
+                TILE,
+                self.codec.code,
+                predictor,
+                level.byte_counts,
+                overview=i > 0,
+            )
+            for i, level in enumerate(self.levels)
+        ]
+
+    def close(self) -> None:
+        """Stop the threads and close the files (after :meth:`finish`, or on an error)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for level in self.levels:
+            level.close()
