@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev]' --config-settings editable_mode=compat
+	$(PIP) -e '.[dev,s2cloudless]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 lint: setup

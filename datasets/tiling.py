@@ -224,7 +224,8 @@ def tile_scene(
     and counted by reason, when its fraction of missing pixels (the scene's nodata value, 0
     for Sentinel-2 files that declare none, or NaN, in any band) exceeds
     ``max_nodata_fraction``, its fraction of cloud-masked pixels (the product's SCL or
-    MSK_CLASSI, see :class:`~datasets.tiling_params.MaskPolicy`) exceeds
+    MSK_CLASSI, or s2cloudless's mask of a Level-1C scene, see
+    :class:`~datasets.tiling_params.MaskPolicy`) exceeds
     ``masks.max_masked_fraction``, or its fraction of bright pixels (above
     ``bright_threshold`` in every band, a cloud proxy) exceeds ``max_bright_fraction``. Kept
     patches record their clear (unmasked) fraction. The blur of ``gaussian_area`` sees the
@@ -256,7 +257,8 @@ def tile_scene(
             were stored without harmonisation although dated after 2022-01-25, or no patch kept
             (nothing is committed in all these cases).
         HarmonisationError: the scene's radiometry cannot be told (set ``harmonisation``).
-        MaskError: the cloud mask asked for is missing or does not cover the scene.
+        MaskError: the cloud mask asked for is missing or does not cover the scene, or
+            s2cloudless cannot run on it (Level-2A, bands missing, package not installed).
         StoreMismatchError: the store holds patches cut with other parameters.
         SceneIdConflictError: the store holds a scene with this id read from another URI.
         SceneReadError: the scene cannot be read (:class:`~datasets.errors.SceneFetchError`
@@ -272,7 +274,6 @@ def tile_scene(
     opener = partial(
         open_scene,
         scene_uri,
-        params.bands,
         resampling=params.resampling,
         storage_options=scene_options,
         harmonisation=params.harmonisation,
@@ -280,7 +281,7 @@ def tile_scene(
     )
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES))
-        scene = stack.enter_context(opener())
+        scene = stack.enter_context(opener(params.bands))
         if writer.has_scene(scene.scene_id, scene.uri):
             version = store_version(store_uri, storage_options)
             return TileResult(scene.scene_id, 0, 0, 0, 0, 0, True, version)
@@ -294,9 +295,9 @@ def tile_scene(
         lr_scene = None
         if params.degradation.kind == "real":
             resolution = params.degradation.lr_resolution or scene.resolution * params.scale
-            lr_scene = stack.enter_context(opener(resolution=resolution))
+            lr_scene = stack.enter_context(opener(params.bands, resolution=resolution))
             check_grid_alignment(scene.transform, lr_scene.transform, params.scale)
-        mask = stack.enter_context(CloudMask(scene, params.masks))
+        mask = stack.enter_context(CloudMask(scene, params.masks, opener))
         counts = _Counts()
         rows = range(0, scene.height - p + 1, params.step)
 

@@ -37,6 +37,8 @@ SCL_CLASSES = {
 """Classes of the Level-2A Scene Classification Layer (ESA, Sen2Cor)."""
 CLASSI_LAYERS = ("opaque", "cirrus", "snow")
 """Bands of ``MSK_CLASSI_B00`` (Level-1C from baseline 04.00), in file order."""
+MaskSource = Literal["auto", "scl", "classi", "s2cloudless", "none"]
+"""Where a cloud mask comes from (see :class:`MaskPolicy`)."""
 
 
 class MaskPolicy(BaseModel):
@@ -46,18 +48,23 @@ class MaskPolicy(BaseModel):
         source: ``auto`` uses the product's SCL (Level-2A) if it has one, else its
             ``MSK_CLASSI_B00`` (Level-1C), else no cloud mask (the brightness filter,
             ``max_bright_fraction``, is then the only cloud filter); ``scl`` / ``classi``
-            require that mask; ``none`` ignores masks.
+            require that mask; ``s2cloudless`` computes one from a Level-1C product's
+            top-of-atmosphere reflectance (:mod:`datasets.s2cloudless_mask`; needs the
+            ``s2cloudless`` extra); ``none`` ignores masks.
         scl_classes: SCL classes that mask a pixel (default: no data, saturated or defective,
             cloud shadows, cloud medium and high probability, thin cirrus).
         classi_layers: ``MSK_CLASSI_B00`` layers that mask a pixel.
+        s2cloudless_threshold: Cloud probability above which s2cloudless masks a pixel
+            (its own default, 0.4; lower masks more).
         max_masked_fraction: A patch with a larger fraction of masked pixels is dropped.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["auto", "scl", "classi", "none"] = "auto"
+    source: MaskSource = "auto"
     scl_classes: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
     classi_layers: tuple[Literal["opaque", "cirrus", "snow"], ...] = ("opaque", "cirrus")
+    s2cloudless_threshold: float = Field(default=0.4, gt=0.0, lt=1.0)
     max_masked_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
 
     @field_validator("scl_classes")

@@ -40,7 +40,11 @@ def add_parser(sub: Any, parse_set: Callable[[list[str]], dict[str, Any]]) -> No
     tile.add_argument("--stride", type=int, help="HR pixels between patches")
     tile.add_argument("--offset", type=float, help="harmonisation offset (DN) of bare files")
     tile.add_argument("--quantification", type=float, help="DNs per unit reflectance")
-    tile.add_argument("--mask", choices=["auto", "scl", "classi", "none"], help="cloud mask")
+    tile.add_argument(
+        "--mask",
+        choices=["auto", "scl", "classi", "s2cloudless", "none"],
+        help="cloud mask (s2cloudless: computed from a Level-1C product's bands)",
+    )
     tile.add_argument("--max-masked-fraction", type=float)
     tile.add_argument("--backend", choices=["icechunk", "zarr"], help="backend of a new store")
     tile.add_argument(

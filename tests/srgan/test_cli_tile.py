@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from data.s2_products.data import Products
@@ -11,6 +12,7 @@ from data.s2_products.stac import BBOX, COLLECTION
 from stac_api import StacCatalogue
 
 from datasets.patch_store import store_info
+from datasets.tiling_params import MaskSource
 from srgan.cli import main
 
 
@@ -62,6 +64,17 @@ def test_bad_options_are_one_line_and_write_nothing(
         err = capsys.readouterr().err
         assert err.startswith("s2-srgan: error:") and len(err.strip().splitlines()) == 1
     assert not store.exists()
+
+
+def test_every_mask_source_is_offered_and_s2cloudless_reaches_the_tiler(
+    capsys: pytest.CaptureFixture[str], s2_products: Products, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["tile", "--help"])
+    assert "{" + ",".join(get_args(MaskSource)) + "}" in capsys.readouterr().out
+    args = ["tile", str(s2_products.l2a_2023), "--store", str(tmp_path / "p.zarr")]
+    assert main([*args, "--mask", "s2cloudless"]) == 1
+    assert "is a Level-2A product" in capsys.readouterr().err
 
 
 def test_a_scene_that_fails_is_reported_and_the_others_tiled(
