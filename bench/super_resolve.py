@@ -193,6 +193,8 @@ def measure(size: int, work: Path, args: argparse.Namespace, env: dict[str, str]
         "model_gflops_per_s": round(model_flops / s["model"] / 1e9, 1),
         "seconds": s,
         "cog_share": round(s["cog"] / s["total"], 4),
+        # the in-pass QA (issue #12) is part of every run; its share of the wall time
+        "qa_share": round(s.get("qa", 0.0) / s["total"], 4),
         "overhead_vs_model": round((s["total"] - s["model"]) / s["model"], 3),
         "first_tile_s": round(result["first_tile_s"], 2),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
@@ -227,10 +229,11 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "| LR scene | CPU (ISA) | generator, COG | precision, tile, batch | SR MP | total s "
         "| model s | read "
-        "| blend | write strips | COG publish | COG share | pipeline / model-only "
+        "| blend | write strips | COG publish | COG share | QA s | QA share "
+        "| pipeline / model-only "
         "| model GFLOP/s | of conv fwd peak | first tile s | peak RSS MiB | COG MiB "
         "| other CPUs busy |",
-        "|---" * 19 + "|",
+        "|---" * 21 + "|",
     ]
     for r in record["rows"]:
         s = r["seconds"]
@@ -239,7 +242,8 @@ def markdown(record: dict[str, Any]) -> str:
             f"{r['tile_size']}, {r['batch_size']} | {r['sr_megapixels']} | {s['total']:.0f} "
             f"| {s['model']:.0f} "
             f"| {s['read']:.0f} | {s['blend']:.0f} | {s['write']:.0f} | {s['cog']:.1f} "
-            f"| {100 * r['cog_share']:.1f} % | {100 * r['pipeline_of_model']:.0f} % "
+            f"| {100 * r['cog_share']:.1f} % | {s.get('qa', 0.0):.0f} "
+            f"| {100 * r.get('qa_share', 0.0):.1f} % | {100 * r['pipeline_of_model']:.0f} % "
             f"| {r['model_gflops_per_s']} | {_peak_for(r, peaks)} | {r['first_tile_s']} "
             f"| {r['peak_rss_mb']:.0f} | {r['output_mb']:.0f} | {r['load'].get('foreign_cpus')} |"
         )
