@@ -36,7 +36,7 @@ def test_a_finished_run_run_again_writes_nothing(
     assert {"checkpoints/last.ckpt", "logs/metrics.csv"} <= set(before)
     assert LEASE_NAME not in before  # released when the fit ended
 
-    with caplog.at_level(logging.INFO, logger="srgan.train"):
+    with caplog.at_level(logging.INFO, logger="srgan.fit_result"):
         again = fit(config, datamodule, tmp_path)
 
     assert _files(tmp_path) == before
