@@ -9,6 +9,7 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning
@@ -245,19 +246,9 @@ def fit(
         StorageError: ``run_dir`` is on S3 and its bucket is missing, refused or unreachable.
     """
     run_dir = str(run_dir)
-    if not is_launching_process():  # a DDP rank of a run whose rank 0 holds the lease
-        return _fit(
-            config,
-            datamodule,
-            run_dir,
-            resume,
-            init_from,
-            callbacks,
-            progress_bar,
-            final_validation,
-            None,
-        )
-    with run_lease(run_dir, owner) as lease:
+    # a DDP rank of a run whose rank 0 holds the lease takes none itself
+    guard = run_lease(run_dir, owner) if is_launching_process() else nullcontext(None)
+    with guard as lease:
         return _fit(
             config,
             datamodule,

@@ -15,26 +15,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from lightning.pytorch import Callback, LightningModule, Trainer
+from training_faults import flaky_fit
 
-import tasks.train
 from flows.train import train_srgan
 from tasks.progress import PROGRESS_KEY
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-class FailAt(Callback):
-    """Raise between two training steps when the module reaches ``iteration``."""
-
-    def __init__(self, iteration: int) -> None:
-        self.iteration = iteration
-
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if int(pl_module.iteration) == self.iteration:  # type: ignore[arg-type]
-            raise RuntimeError(f"injected failure at iteration {self.iteration}")
 
 
 def _artifacts_with_key(flow_run_id: UUID, key: str) -> list[Any]:
@@ -61,16 +47,7 @@ def test_a_retried_run_keeps_one_progress_artifact(
     attempts: Any,
     read_artifacts: Any,
 ) -> None:
-    real_fit = tasks.train.fit
-    calls: list[int] = []
-
-    def fit_failing_once(*args: Any, **kwargs: Any) -> Any:
-        if not calls:
-            kwargs["callbacks"] = [*kwargs.get("callbacks", ()), FailAt(7)]
-        calls.append(1)
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(tasks.train, "fit", fit_failing_once)
+    flaky_fit(monkeypatch, fail_at=7)
     state = train_srgan.with_options(retry_delay_seconds=0)(
         store=str(patch_store),
         overrides=tiny(),
