@@ -54,8 +54,10 @@ def _correlate_last(x: Tensor, kernels: Tensor, scale: int, count: int) -> Tenso
     """``out[c, …, j] = Σ_t kernels[c, t] · x[c, …, j·scale + t]`` for ``j < count``.
 
     The taps are split into ``Q = ceil(K / scale)`` phases so the work is one batched matmul
-    over the ``scale`` pixels of each block (and ``Q`` shifted adds at the output size): on the
-    CPU about twice as fast as a strided depthwise convolution.
+    over the ``scale`` pixels of each block, then one sum over a diagonal view of its result
+    (``out[j] = Σ_i phases[j + i, i]``, read in one pass: 1.2-1.9× faster than ``Q`` shifted
+    adds on a full-width strip): on the CPU about twice as fast as a strided depthwise
+    convolution.
     """
     c, k = kernels.shape
     q = -(-k // scale)
@@ -64,11 +66,12 @@ def _correlate_last(x: Tensor, kernels: Tensor, scale: int, count: int) -> Tenso
         x = F.pad(x, (0, need - x.shape[-1]))
     blocks = x[..., :need].reshape(c, -1, count + q - 1, scale)
     taps = F.pad(kernels, (0, q * scale - k)).view(c, q, scale).transpose(1, 2)
-    phases = torch.matmul(blocks, taps[:, None])  # (C, rows, count + q - 1, q)
-    out = phases[:, :, :count, 0].clone()
-    for i in range(1, q):
-        out += phases[:, :, i : i + count, i]
-    return out.view(*x.shape[:-1], count)
+    phases = torch.matmul(blocks, taps[:, None])  # (C, rows, count + q - 1, q), contiguous
+    # element [.., j, i] of this view is phases[.., j + i, i]: (j + i)·q + i = j·q + i·(q + 1)
+    diagonal = phases.as_strided(
+        (c, phases.shape[1], count, q), (*phases.stride()[:2], q, q + 1), phases.storage_offset()
+    )
+    return diagonal.sum(-1).view(*x.shape[:-1], count)
 
 
 def _correlate_reflected(x: Tensor, kernels: Tensor, scale: int, radius: int, count: int) -> Tensor:
