@@ -100,6 +100,10 @@ class SceneQAResult:
     grids: dict[str, np.ndarray]
 
 
+#: LR rows the QA takes in one pass, whatever the strips it is handed.
+QA_STRIP_ROWS = 128
+
+
 class SceneQA:
     """Accumulates QA scores from strips written top to bottom (see the module docstring).
 
@@ -165,17 +169,26 @@ class SceneQA:
         Raises:
             ValueError: The strip does not continue the previous one.
         """
-        started = time.perf_counter()
-        g, s = self.geometry, self.geometry.scale
+        s = self.geometry.scale
         n = lr.shape[1]
         if lr_row_off != self._received or written.shape[1] != n * s:
             raise ValueError(
                 f"QA strip at LR row {lr_row_off} ({n} rows, {written.shape[1]} output rows) "
                 f"does not continue row {self._received} at ×{s}"
             )
+        # the working set of a pass is a few full-width copies of its rows: large tiles (and
+        # so large strips) are taken QA_STRIP_ROWS rows at a time
+        for first in range(0, n, QA_STRIP_ROWS):
+            rows = slice(first, first + QA_STRIP_ROWS)
+            self._add(lr[:, rows], written[:, rows.start * s : rows.stop * s])
+
+    def _add(self, lr: np.ndarray, written: np.ndarray) -> None:
+        started = time.perf_counter()
+        g, s = self.geometry, self.geometry.scale
+        n = lr.shape[1]
         sr = torch.empty(len(g.bands), self._sr.shape[1] + n * s, g.width * s)
         sr[:, : self._sr.shape[1]] = self._sr
-        new = torch.from_numpy(np.ascontiguousarray(written))
+        new = torch.from_numpy(written)  # strided views are fine: the copy below reads them
         if written.dtype == np.float32:
             sr[:, self._sr.shape[1] :] = torch.nan_to_num(new * REFLECTANCE_SCALE, nan=0.0)
         else:
