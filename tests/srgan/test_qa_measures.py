@@ -53,6 +53,17 @@ def test_degrade_rows_matches_the_training_degradation(hr, degradation):
     assert torch.allclose(part, whole[:, 30:70], atol=1e-2)
 
 
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_sampled_bicubic_rows_are_torchs_at_every_scale(hr, scale):
+    """Broken by hand: the column taps shifted by one, or edges padded with zeros instead of
+    repeated, fail it (the columns are one matmul, not torch's kernel)."""
+    lr = torch.from_numpy(Degradation().degrade(hr, scale).astype(np.float32))
+    whole = F.interpolate(lr[None], scale_factor=scale, mode="bicubic", align_corners=False)[0]
+    rows = [r * scale + r % scale for r in range(2, 10)]
+    part = bicubic_sampled_rows(lr[:, :12], scale, 2, 2, 8)
+    assert torch.allclose(part, whole[:, rows], atol=1e-3)
+
+
 def test_sampled_bicubic_rows_are_those_of_the_whole_image(hr):
     lr = torch.from_numpy(Degradation().degrade(hr, 4).astype(np.float32))
     whole = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False)[0]
