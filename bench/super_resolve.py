@@ -194,7 +194,7 @@ def measure(size: int, work: Path, args: argparse.Namespace, env: dict[str, str]
         "seconds": s,
         "cog_share": round(s["cog"] / s["total"], 4),
         # the in-pass QA (issue #12) is part of every run; its share of the wall time
-        "qa_share": round(s.get("qa", 0.0) / s["total"], 4),
+        "qa_share": round(s["qa"] / s["total"], 4),
         "overhead_vs_model": round((s["total"] - s["model"]) / s["model"], 3),
         "first_tile_s": round(result["first_tile_s"], 2),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
@@ -242,8 +242,8 @@ def markdown(record: dict[str, Any]) -> str:
             f"{r['tile_size']}, {r['batch_size']} | {r['sr_megapixels']} | {s['total']:.0f} "
             f"| {s['model']:.0f} "
             f"| {s['read']:.0f} | {s['blend']:.0f} | {s['write']:.0f} | {s['cog']:.1f} "
-            f"| {100 * r['cog_share']:.1f} % | {s.get('qa', 0.0):.0f} "
-            f"| {100 * r.get('qa_share', 0.0):.1f} % | {100 * r['pipeline_of_model']:.0f} % "
+            f"| {100 * r['cog_share']:.1f} % | {s['qa']:.0f} "
+            f"| {100 * r['qa_share']:.1f} % | {100 * r['pipeline_of_model']:.0f} % "
             f"| {r['model_gflops_per_s']} | {_peak_for(r, peaks)} | {r['first_tile_s']} "
             f"| {r['peak_rss_mb']:.0f} | {r['output_mb']:.0f} | {r['load'].get('foreign_cpus')} |"
         )
