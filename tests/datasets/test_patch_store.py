@@ -15,13 +15,15 @@ from datasets import icechunk_store
 from datasets.errors import PatchStoreError, StoreConflictError, StoreMismatchError, is_transient
 from datasets.patch_store import (
     PatchStoreWriter,
+    append_scene_patches,
     detect_backend,
     open_patch_store,
     store_info,
     store_version,
 )
-from datasets.store_layout import software_version
-from datasets.tiling import tile_scene
+from datasets.store_layout import PatchBatch, software_version
+from datasets.tiling import store_params, tile_scene
+from datasets.tiling_params import TilingParams
 
 P = 64
 BACKENDS = ["zarr", "icechunk"]
@@ -112,6 +114,37 @@ def test_appending_a_scene_twice_is_a_no_op(
     assert again.skipped_existing and again.patches_kept == 0
     assert again.version == first.version == store_version(str(store))
     assert open_patch_store(str(store)).sizes["patch"] == first.patches_kept
+
+
+def test_append_scene_patches_writes_one_scene_with_its_source(
+    tmp_path: Path, backend: str
+) -> None:
+    """The one-call append: the backend asked for, the scene's patches, CRS and source
+    recorded; the same scene from the same source again is skipped, from another refused."""
+    store = str(tmp_path / "s")
+    params = store_params(TilingParams(patch_size=P, scale=4))
+    pixels = np.arange(2 * 4 * P * P, dtype=np.uint16).reshape(2, 4, P, P)
+    batch = PatchBatch(
+        hr=pixels,
+        lr=pixels[:, :, ::4, ::4],
+        row_off=np.array([0, P]),
+        col_off=np.zeros(2, dtype=np.int64),
+        split=np.array(["train", "val"]),
+        transform=np.zeros((2, 6)),
+    )
+    kwargs = {"backend": backend, "source": "/data/scene-1"}
+    result = append_scene_patches(store, params, "scene-1", "EPSG:32633", [batch], **kwargs)
+    assert (result.scene_id, result.n_patches, result.skipped_existing) == ("scene-1", 2, False)
+    assert detect_backend(store) == backend and result.version == store_version(store)
+    ds = open_patch_store(store)
+    assert ds["hr"].values.tobytes() == pixels.tobytes()
+    assert ds.attrs["crs"] == {"scene-1": "EPSG:32633"}
+    (entry,) = ds.attrs["scenes"]
+    assert entry["source"] == "/data/scene-1" and (entry["n_train"], entry["n_val"]) == (1, 1)
+    again = append_scene_patches(store, params, "scene-1", "EPSG:32633", [batch], **kwargs)
+    assert again.skipped_existing and again.version == result.version
+    with pytest.raises(PatchStoreError, match="scene-1"):
+        append_scene_patches(store, params, "scene-1", "EPSG:32633", [batch], source="/other")
 
 
 def test_crash_mid_scene_leaves_nothing_visible(

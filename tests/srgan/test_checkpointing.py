@@ -56,3 +56,34 @@ def test_one_good_checkpoint_is_enough(make_config, datamodule, tmp_path):
     _damage(ckpt_dir / LAST)
     with pytest.warns(UserWarning, match="skipping unusable checkpoint"):
         assert find_resume_checkpoint(ckpt_dir) == str(ckpt_dir / PREVIOUS)
+
+
+@pytest.mark.parametrize("last_loads", [True, False])
+def test_a_new_checkpoint_keeps_a_loadable_last_as_the_backup_only(tmp_path, last_loads):
+    """Publishing a new checkpoint in a fresh process (nothing known about ``last.ckpt``):
+    a ``last.ckpt`` that loads becomes the backup; a damaged one is replaced and the backup
+    kept. Fails if ``last.ckpt`` is rotated without being checked, or never rotated."""
+    import fsspec
+    import torch
+
+    from srgan.checkpointing import IterationCheckpoint
+
+    def checkpoint(path: Path, iteration: int) -> None:
+        torch.save({"state_dict": {"w": torch.tensor([float(iteration)])}}, path)
+
+    checkpoint(tmp_path / PREVIOUS, 4)
+    if last_loads:
+        checkpoint(tmp_path / LAST, 8)
+    else:
+        (tmp_path / LAST).write_bytes(b"truncated")
+    checkpoint(tmp_path / ".last-12.tmp", 12)
+    callback = IterationCheckpoint(tmp_path, every_n_iterations=4)
+    fs, root = fsspec.core.url_to_fs(str(tmp_path))
+    callback._publish(fs, root, str(tmp_path / ".last-12.tmp"))
+
+    def iteration(name: str) -> float:
+        return float(torch.load(tmp_path / name, weights_only=True)["state_dict"]["w"])
+
+    assert iteration(LAST) == 12 and callback.last_loads is True
+    assert iteration(PREVIOUS) == (8 if last_loads else 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LAST, PREVIOUS])

@@ -20,7 +20,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from srgan.metrics import ERGAS, SpectralAngle, SRValidationMetrics
+from srgan.metrics import ERGAS, SpectralAngle, SRValidationMetrics, metric_rows
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,23 @@ def test_gains_are_the_differences_to_bicubic(images: tuple[np.ndarray, np.ndarr
             m[f"val_metrics/{name}_gain"]
             == m[f"val_metrics/bicubic_{name}"] - m[f"val_metrics/{name}"]
         )
+
+
+def test_metric_rows_pair_each_metric_with_bicubic_and_gain_in_the_configs_order() -> None:
+    """Rows only for the metrics present, ordered as the configuration lists them (``l1``
+    first), each with its bicubic value and gain; a missing baseline or gain is NaN."""
+    metrics = {
+        "val_metrics/psnr": 31.0,
+        "val_metrics/bicubic_psnr": 29.0,
+        "val_metrics/psnr_gain": 2.0,
+        "val_metrics/l1": 0.02,
+        "val_metrics/l1_gain": 0.01,
+        "val_metrics/bicubic_ssim": 0.7,
+    }
+    rows = metric_rows(metrics)
+    assert [row[0] for row in rows] == ["l1", "psnr"]
+    (_, l1_model, l1_bicubic, l1_gain), psnr = rows
+    assert (l1_model, l1_gain) == (0.02, 0.01) and np.isnan(l1_bicubic)
+    assert psnr == ("psnr", 31.0, 29.0, 2.0)
+    (row,) = metric_rows({"val_metrics/sam": 0.1, "val_metrics/bicubic_sam": 0.2})
+    assert row[:3] == ("sam", 0.1, 0.2) and np.isnan(row[3])
