@@ -46,6 +46,7 @@ MEASURED_CODE: dict[str, tuple[str, ...]] = {
     "prefect-overhead": ("srgan", "datasets", "tasks", "flows", "bench/prefect_overhead.py"),
     "delivered": ("datasets", "bench/delivered.py", "bench/tiling.py"),
     "mask-threshold": ("bench/mask_threshold.py",),
+    "cog-codecs": ("datasets/cog_levels.py", "bench/cog_codecs.py"),
 }  # fmt: skip
 DEFAULT_CODE = ("srgan", "datasets", "tasks", "flows", "bench")
 

@@ -94,6 +94,12 @@ def add_super_resolve(sub: Any) -> None:
         default="uint16",
         help="uint16 reflectance x10000 (default) or float32 reflectance",
     )
+    sr.add_argument(
+        "--compress",
+        choices=["zstd", "deflate", "lzw"],
+        default="zstd",
+        help="COG compression: zstd (default, fastest) or deflate for readers without zstd",
+    )
     sr.add_argument("--offset", type=float, help="harmonisation offset (DN) of bare files")
     sr.add_argument("--quantification", type=float, help="DNs per unit reflectance")
     sr.add_argument(
@@ -143,6 +149,7 @@ def run_super_resolve(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             dtype=args.dtype,
+            compress=args.compress,
             overwrite=args.overwrite,
             progress=progress,
             qa=gate,

@@ -130,7 +130,7 @@ def super_resolve_scene(
     device: str | None = None,
     precision: Precision = "auto",
     dtype: OutputDType = "uint16",
-    compress: Compression = "deflate",
+    compress: Compression = "zstd",
     compress_level: int | None = 1,
     overwrite: bool = False,
     resolution: float | None = None,
@@ -170,7 +170,8 @@ def super_resolve_scene(
             measured choice, else float32); ignored when ``checkpoint`` is already loaded.
         dtype: ``"uint16"`` reflectance ×10000 (nodata: the scene's, or 0) or ``"float32"``
             reflectance (nodata: ``nan``).
-        compress: COG compression (``deflate``, ``zstd``, ``lzw``).
+        compress: COG compression: ``zstd`` (default, the fastest), ``deflate`` (for readers
+            built without zstd) or ``lzw``.
         compress_level: Its level (deflate 1-9, zstd 1-22, ignored for lzw); default 1, the
             fastest (``None``: GDAL's default, 6 for deflate and 9 for zstd).
         overwrite: Replace an existing output (and its sidecar and Item).

@@ -6,6 +6,7 @@ Broken by hand once: ``qa_gate`` ignoring the ``--qa-*`` options (the out-of-ran
 import json
 
 import pytest
+import rasterio
 from rasterio.windows import Window
 from scene_crops import write_crop
 
@@ -36,6 +37,19 @@ def test_progress_timing_and_qa_summary(capsys, scene, tiny_checkpoint, tmp_path
     assert set(result["seconds"]) >= {"read", "model", "blend", "write", "cog", "qa", "total"}
     assert f"{result['tiles']}/{result['tiles']}" in captured.err  # the bar reached its end
     assert "qa " in captured.err and "Traceback" not in captured.err
+
+
+def test_the_cog_is_zstd_unless_deflate_is_asked_for(capsys, scene, tiny_checkpoint, tmp_path):
+    """zstd by default; ``--compress deflate`` for readers without zstd, same pixels."""
+    outputs = {}
+    for name, extra in [("zstd", []), ("deflate", ["--compress", "deflate"])]:
+        outputs[name] = tmp_path / f"{name}.tif"
+        assert main([*_args(scene, tiny_checkpoint, outputs[name]), "--no-progress", *extra]) == 0
+    capsys.readouterr()
+    with rasterio.open(outputs["zstd"]) as zstd, rasterio.open(outputs["deflate"]) as deflate:
+        assert zstd.compression is not None and zstd.compression.value == "ZSTD"
+        assert deflate.compression is not None and deflate.compression.value == "DEFLATE"
+        assert zstd.read().tobytes() == deflate.read().tobytes()
 
 
 def test_a_broken_gate_exits_3_or_0_with_warn(capsys, scene, tiny_checkpoint, tmp_path):

@@ -68,7 +68,7 @@ def test_output_is_a_valid_cog_with_band_names_nodata_and_provenance(run, checkp
         assert out.descriptions == ("B02", "B03", "B04", "B08")
         assert out.dtypes[0] == "uint16" and out.nodata == 0
         assert out.block_shapes[0] == (512, 512) or out.height < 512
-        assert out.compression is not None and out.compression.value == "DEFLATE"
+        assert out.compression is not None and out.compression.value == "ZSTD"
         assert out.overviews(1) or max(out.width, out.height) <= 512
         assert out.tags()["SR_CHECKPOINT"] == checkpoint and out.tags()["SR_WEIGHTS"] == "ema"
         pixels = out.read()
