@@ -65,6 +65,8 @@ def test_legacy_scenes_named_after_the_offset_change_are_unharmonised(
         ("S2A_MSIL1C_20230101T100031_N0399_R122_T33UUP_20230101T1", None),  # baseline wins
         ("scene-7", None),
         ("scene-7", "/data/S2A_MSIL1C_20200101T1_N0208_R1_T33UUP_20200101T1.SAFE"),
+        # only the source's own name counts, not the folders above it
+        ("scene-7", "/runs/20230605/T33UUP_20200101T100031/"),
         # a date that is no calendar day is no evidence
         ("T33UUP_20230231T100031", None),
     ],
@@ -142,3 +144,32 @@ def test_scene_rows_report_each_scene_of_the_version(s2_products: Products, tmp_
     assert result.patches_val > 0 and result.patches_kept > result.patches_val
     assert first.version is not None and first.version != result.version
     assert scene_rows(store, first.version) == [legacy_row]
+
+
+def test_scene_rows_list_distinct_offsets_and_read_s3_stores(
+    tmp_path: Path, s3_server: dict[str, str]
+) -> None:
+    """A scene whose bands had different offsets lists each once, in order; a store on S3 is
+    read with the storage options given (without them the endpoint is AWS's, not this one)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    if not fs.exists("s2sr-radiometry-rows"):
+        fs.mkdir("s2sr-radiometry-rows")
+    store = "s3://s2sr-radiometry-rows/store"
+    writer = PatchStoreWriter(store, store_params(PARAMS), storage_options=s3_server)
+    ones = np.ones((1, 4, 64, 64), dtype=np.uint16)
+    batch = PatchBatch(
+        hr=ones,
+        lr=ones[:, :, :16, :16],
+        row_off=np.zeros(1, dtype=np.int64),
+        col_off=np.zeros(1, dtype=np.int64),
+        split=np.array(["train"]),
+        transform=np.zeros((1, 6)),
+    )
+    offsets = {"B02": -1000.0, "B03": -500.0, "B04": -1000.0, "B08": -1500.0}
+    record = {"radiometry": {"source": "parameter", "offsets": offsets}, "masks": None}
+    writer.append_scene("T33UUP_20230101T1", "EPSG:32633", [batch], record=lambda: record)
+    (row,) = scene_rows(store, storage_options=s3_server)
+    assert row["offset"] == "-1500, -1000, -500" and row["harmonisation"] == "parameter"
+    assert (row["baseline"], row["clamped"], row["mask"]) == ("", "", "unrecorded")

@@ -87,3 +87,53 @@ def test_a_new_checkpoint_keeps_a_loadable_last_as_the_backup_only(tmp_path, las
     assert iteration(LAST) == 12 and callback.last_loads is True
     assert iteration(PREVIOUS) == (8 if last_loads else 4)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LAST, PREVIOUS])
+
+
+def test_finished_under_reads_the_callbacks_record_only() -> None:
+    """The limits a run ended under come from this callback's own state in the checkpoint;
+    a periodic checkpoint, another callback's state or a malformed one say nothing."""
+    from srgan.checkpointing import IterationCheckpoint, finished_under
+
+    limits = {"max_iterations": 12, "max_epochs": None}
+    key = IterationCheckpoint.__qualname__
+    assert finished_under({"callbacks": {key: {"finished_under": limits}}}) == limits
+    assert finished_under({"callbacks": {key: {"finished_under": None}}}) is None
+    assert finished_under({"callbacks": {"Other": {"finished_under": limits}}}) is None
+    assert finished_under({"callbacks": {key: ["finished_under"]}}) is None
+    assert finished_under({"state_dict": {}}) is None
+
+
+def test_the_callback_state_round_trips(tmp_path) -> None:
+    """A resumed run knows which iteration its last checkpoint holds (so it does not write
+    the same iteration twice)."""
+    from srgan.checkpointing import IterationCheckpoint
+
+    saved = IterationCheckpoint(tmp_path, every_n_iterations=4)
+    saved.last_saved_iteration, saved.finished_under = 8, {"max_iterations": 8}
+    resumed = IterationCheckpoint(tmp_path, every_n_iterations=4)
+    resumed.load_state_dict(saved.state_dict())
+    assert resumed.last_saved_iteration == 8
+
+
+@pytest.mark.parametrize("in_step", [True, False, None])
+def test_an_error_saves_unless_it_struck_inside_a_step(tmp_path, caplog, in_step) -> None:
+    """An error between steps saves a resume point; inside a step (weights half updated) it
+    keeps the last one and says so. A module without the flag is never inside a step."""
+    from types import SimpleNamespace
+
+    from srgan.checkpointing import IterationCheckpoint
+
+    callback = IterationCheckpoint(tmp_path, every_n_iterations=4)
+    saves: list[tuple[object, object]] = []
+    callback._save = lambda trainer, module, **_: saves.append((trainer, module))  # type: ignore[method-assign]
+    trainer = SimpleNamespace()
+    module = SimpleNamespace() if in_step is None else SimpleNamespace(in_step=in_step)
+    with caplog.at_level("WARNING", logger="srgan.checkpointing"):
+        callback.on_exception(trainer, module, RuntimeError("boom"))  # type: ignore[arg-type]
+    if in_step:
+        assert saves == []
+        assert caplog.messages == [
+            f"error inside a training step; keeping {callback.last_path} as the resume point"
+        ]
+    else:
+        assert saves == [(trainer, module)] and caplog.messages == []

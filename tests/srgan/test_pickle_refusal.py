@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import torch
 
+from srgan.checkpoint_io import refused_global
 from srgan.checkpointing import CheckpointError, load_checkpoint
 from srgan.cli import main as cli
 from srgan.evaluate import evaluate_checkpoint
@@ -133,3 +134,40 @@ def test_perceptual_weights_with_pickled_code_are_refused(
     _refused(err, marker)
     assert isinstance(err, ValueError) and "global posix." in str(err)
     assert "weights_only" not in str(err)
+
+
+def test_the_refusal_says_what_happened_and_what_to_do(armed_checkpoint: Path, marker: Path):
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(armed_checkpoint)
+    assert str(raised.value) == (
+        f"checkpoint {armed_checkpoint} holds code or objects that are not allowed (global "
+        "posix.mkdir); it was refused and nothing in it ran. s2-srgan checkpoints hold tensors "
+        "and plain values only: use a checkpoint written by s2-srgan, from a source you trust"
+    )
+    assert not marker.exists()
+
+
+def test_an_opcode_the_safe_reader_lacks_is_reported_as_damage(tmp_path: Path) -> None:
+    """A checkpoint archive whose pickle uses an opcode the weights-only reader does not
+    support (no global involved): refused as damaged, with the reader's reason."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {}}, buffer)
+    path = tmp_path / "odd.ckpt"
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, b"\x80\x02(I1\nt." if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+    assert str(raised.value) == (
+        f"checkpoint {path} is damaged or not a checkpoint (Unsupported operand 73)"
+    )
+
+
+def test_refused_global_names_the_global_or_nothing() -> None:
+    refusal = RuntimeError("Weights only load failed ... Unsupported global: GLOBAL posix.system")
+    assert refused_global(refusal) == "posix.system"
+    assert refused_global(RuntimeError("Weights only load failed: truncated file")) is None
