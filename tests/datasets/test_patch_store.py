@@ -216,8 +216,9 @@ def test_mismatched_appends_are_refused_naming_both_values(
 ) -> None:
     store = tmp_path / "m"
     _tile(scenes[0], store, backend)
-    with pytest.raises(StoreMismatchError, match=r"scale: store has 4, append asks 2"):
+    with pytest.raises(StoreMismatchError, match=r"scale: store has 4, append asks 2") as err:
         _tile(scenes[1], store, backend, scale=2)
+    assert str(err.value).startswith(f"patch store {store} was written with other parameters")
     with pytest.raises(StoreMismatchError, match=r"bands: store has \['B02'.*append asks \['B04'"):
         tile_scene(str(scenes[1]), str(store), bands=("B04", "B08"), patch_size=P)
     with pytest.raises(StoreMismatchError, match=r"patch_size: store has 64, append asks 32"):
@@ -226,6 +227,81 @@ def test_mismatched_appends_are_refused_naming_both_values(
     with pytest.raises(StoreMismatchError, match=f"uses the '{backend}' backend"):
         _tile(scenes[1], store, other)
     assert store_info(str(store)).scenes == ("scene_a",)
+
+
+def test_a_foreign_zarr_group_is_refused_naming_it(tmp_path: Path) -> None:
+    import zarr
+
+    store = tmp_path / "foreign.zarr"
+    zarr.open_group(str(store), mode="w", zarr_format=3).attrs["made_by"] = "someone else"
+    params = store_params(TilingParams(patch_size=P, scale=4))
+    with pytest.raises(PatchStoreError) as err:
+        PatchStoreWriter(str(store), params, backend="zarr")
+    assert str(err.value).startswith(f"{store} is a Zarr group but not an s2-srgan patch store")
+
+
+def _one_patch() -> PatchBatch:
+    pixels = np.ones((1, 4, P, P), dtype=np.uint16)
+    return PatchBatch(
+        hr=pixels,
+        lr=pixels[:, :, ::4, ::4],
+        row_off=np.zeros(1, dtype=np.int64),
+        col_off=np.zeros(1, dtype=np.int64),
+        split=np.array(["train"]),
+        transform=np.zeros((1, 6)),
+    )
+
+
+def test_losing_the_race_to_create_an_icechunk_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first appends to a new Icechunk store: the one whose creation fails because the
+    other created it meanwhile opens that repository and commits; when nothing was created,
+    the error says to run the append again."""
+    import icechunk
+
+    real = icechunk_store.open_or_create
+    calls: list[tuple[str, object]] = []
+    options: dict[str, str] = {}
+
+    def racing(uri: str, storage_options: object = None) -> object:
+        calls.append((uri, storage_options))
+        if len(calls) == 1:
+            real(uri, None)  # the other writer wins
+            raise icechunk.IcechunkError("repository already exists")
+        return real(uri, None)
+
+    real_exists = icechunk_store.exists
+    asked: list[tuple[str, object]] = []
+
+    def exists(uri: str, storage_options: object = None) -> bool:
+        asked.append((uri, storage_options))
+        return real_exists(uri, None)
+
+    monkeypatch.setattr(icechunk_store, "open_or_create", racing)
+    monkeypatch.setattr(icechunk_store, "exists", exists)
+    store = str(tmp_path / "raced")
+    params = store_params(TilingParams(patch_size=P, scale=4))
+    writer = PatchStoreWriter(store, params, backend="icechunk", storage_options=options)
+    assert writer.append_scene("scene-1", "EPSG:32633", [_one_patch()]).n_patches == 1
+    assert calls == [(store, options), (store, options)]
+    assert (store, options) in asked
+    assert store_info(store).scenes == ("scene-1",)
+
+    def failing(uri: str, storage_options: object = None) -> object:
+        raise icechunk.IcechunkError("bucket busy\nsecond line")
+
+    monkeypatch.setattr(icechunk_store, "open_or_create", failing)
+    other = str(tmp_path / "never")
+    with pytest.raises(StoreConflictError) as err:
+        PatchStoreWriter(other, params, backend="icechunk").append_scene(
+            "scene-1", "EPSG:32633", [_one_patch()]
+        )
+    assert str(err.value) == (
+        f"patch store {other} could not be created (bucket busy); if another writer is "
+        "creating it right now, run the append again"
+    )
+    assert is_transient(err.value)
 
 
 def test_store_errors_tell_whether_running_again_can_succeed(
