@@ -229,8 +229,15 @@ def test_record_without_bands_lists_the_declared_offsets() -> None:
     assert partial.to_record()["offsets"] == {"B02": -1.0, "B08": -5.0}
 
 
-def test_a_non_date_does_not_hide_a_later_date() -> None:
-    dated, _ = name_evidence(["T33UUP_20231399T000000_20210105T000000"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "T33UUP_20231399T000000_20210105T000000",  # no month 13: not a date at all
+        "T33UUP_20230231T000000_20210105T000000",  # looks like one, but no 31 February
+    ],
+)
+def test_a_non_date_does_not_hide_a_later_date(name: str) -> None:
+    dated, _ = name_evidence([name])
     assert str(dated) == "2021-01-05"
 
 

@@ -60,6 +60,7 @@ def test_calling_the_ema_runs_the_averaged_generator():
         net.weight.fill_(9.0)  # the live network moves on; the average does not
     x = torch.ones(3, 2)
     assert torch.equal(ema(x), ema.module(x))
+    assert torch.equal(ema(input=x), ema.module(x))  # keyword arguments reach it too
     assert not torch.equal(ema(x), net(x))
 
 
