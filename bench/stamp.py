@@ -47,6 +47,7 @@ MEASURED_CODE: dict[str, tuple[str, ...]] = {
     "delivered": ("datasets", "bench/delivered.py", "bench/tiling.py"),
     "mask-threshold": ("bench/mask_threshold.py",),
     "cog-codecs": ("datasets/cog_levels.py", "bench/cog_codecs.py"),
+    "sr-profile-10m-bfloat16": ("srgan", "bench/sr_profile.py", "bench/super_resolve.py"),
 }  # fmt: skip
 DEFAULT_CODE = ("srgan", "datasets", "tasks", "flows", "bench")
 

@@ -278,7 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--tune", action="store_true", help="measure tile/batch/precision first")
     parser.add_argument("--no-peaks", action="store_true", help="skip the conv peak probes")
-    parser.add_argument("--compress", default="deflate", choices=["deflate", "zstd", "lzw"])
+    parser.add_argument("--compress", default="zstd", choices=["zstd", "deflate", "lzw"])
     parser.add_argument(
         "--level", type=int, default=None, help="compression level (default: the library's, 1)"
     )

@@ -87,3 +87,29 @@ def test_cog_codecs_measures_each_codec_on_both_kinds_of_tiles() -> None:
     deflated = CODECS[0].compressor()(data)
     assert zlib.decompress(deflated) == data
     assert rows["smooth", "deflate 1"]["ratio"] == pytest.approx(len(data) / len(deflated))
+
+
+def test_sr_profile_splits_the_forward_pass_into_convolutions_and_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The inference profile of the tiny generator: the op times add up to the profiled time,
+    convolutions are found and their FLOPs counted; the table reads them against the peak
+    (the peak probe itself is :mod:`bench.peaks`', replaced here by a fixed value)."""
+    import argparse
+
+    from bench import peaks, sr_profile
+
+    monkeypatch.setattr(peaks, "measure", lambda threads: {"conv_fp32_nhwc_fwd": 100e9})
+    args = argparse.Namespace(
+        generator="tiny", tile_size=32, overlap=8, batch_size=2, precision="float32",
+        threads=1, runs=2, top=50,
+    )  # fmt: skip
+    result = sr_profile.measure(args)
+    assert result["conv_s"] > 0 and result["conv_gflop"] > 0
+    assert result["total_gflop"] >= result["conv_gflop"]
+    assert sum(r["seconds"] for r in result["rows"]) == pytest.approx(result["profiled_s"])
+    assert {"aten::mkldnn_convolution", "aten::convolution"} & {r["op"] for r in result["rows"]}
+    text = sr_profile.markdown(result, {"cpu": "test CPU", "torch_cpu_capability": "AVX2"})
+    conv_share = result["conv_s"] / result["profiled_s"]
+    assert f"convolutions: {conv_share:.0%} of the profiled op time" in text
+    assert "of the conv forward peak (100 GFLOP/s, conv_fp32_nhwc_fwd)" in text
