@@ -68,6 +68,8 @@ def test_no_kept_patch_over_scl_clouds_beyond_the_threshold(
         and entry["masks"]["dropped_patches"] == result.dropped_masked
     )
     assert entry["masks"]["classes"] == list(DEFAULT_CLASSES)
+    assert entry["masks"]["max_masked_fraction"] == threshold
+    assert entry["masks"]["uri"].endswith("_SCL_20m.jp2") and "layers" not in entry["masks"]
 
 
 def test_classes_are_configurable(s2_products: Products, tmp_path: Path) -> None:
@@ -88,6 +90,9 @@ def test_l1c_uses_msk_classi(s2_products: Products, tmp_path: Path) -> None:
     fractions = _masked_fractions(masked)
     assert result.dropped_masked == sum(f > 0.05 for f in fractions.values()) > 0
     assert result.mask is not None and result.mask["source"] == "classi"
+    assert result.mask["layers"] == list(MaskPolicy().classi_layers)
+    assert result.mask["uri"].endswith("MSK_CLASSI_B00.jp2") and "classes" not in result.mask
+    assert result.mask["max_masked_fraction"] == MaskPolicy().max_masked_fraction
 
 
 def test_a_product_without_masks_keeps_every_patch(s2_products: Products, tmp_path: Path) -> None:

@@ -137,3 +137,44 @@ def test_an_error_saves_unless_it_struck_inside_a_step(tmp_path, caplog, in_step
         ]
     else:
         assert saves == [(trainer, module)] and caplog.messages == []
+
+
+def test_checkpoints_on_s3_load_and_their_failures_name_the_uri(
+    s3_server, tiny_checkpoint, monkeypatch, tmp_path
+):
+    """From S3 (credentials from the environment, as on a worker): a checkpoint loads; a
+    missing file and refused credentials each say which URI (and a missing local file)."""
+    import s3fs
+
+    from datasets.storage_errors import PrefixMissingError, StorageAccessDenied
+    from srgan.checkpointing import load_checkpoint
+
+    bucket = "s2sr-checkpoint-loading"
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    fs.put_file(tiny_checkpoint, f"{bucket}/run/last.ckpt")
+
+    def environment(secret: str) -> None:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server["key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint_url"])
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        s3fs.S3FileSystem.clear_instance_cache()
+
+    environment(s3_server["secret"])
+    try:
+        assert "state_dict" in load_checkpoint(f"s3://{bucket}/run/last.ckpt")
+        missing = f"s3://{bucket}/run/none.ckpt"
+        with pytest.raises(PrefixMissingError) as raised:
+            load_checkpoint(missing)
+        assert str(raised.value).startswith(f"{missing} does not exist (bucket '{bucket}' exists")
+        environment("wrong-secret")
+        with pytest.raises(StorageAccessDenied, match=f"s3://{bucket}/run/last.ckpt"):
+            load_checkpoint(f"s3://{bucket}/run/last.ckpt")
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    local = tmp_path / "none.ckpt"
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(local)
+    assert str(raised.value) == f"checkpoint {local} does not exist"

@@ -171,3 +171,24 @@ def test_refused_global_names_the_global_or_nothing() -> None:
     refusal = RuntimeError("Weights only load failed ... Unsupported global: GLOBAL posix.system")
     assert refused_global(refusal) == "posix.system"
     assert refused_global(RuntimeError("Weights only load failed: truncated file")) is None
+
+
+def test_the_safe_reader_stays_on_when_torch_is_told_to_drop_it(
+    armed_checkpoint: Path, marker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns torch's safe reader off wherever a caller
+    leaves ``weights_only`` unset; the checkpoint reader sets it, so the file is still refused.
+    Fails if ``weights_only=True`` is left to torch's default."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    _refused(_attempt(lambda: load_checkpoint(armed_checkpoint)), marker)
+
+
+def test_a_file_without_state_dict_is_not_a_checkpoint(tmp_path: Path) -> None:
+    for name, content in [("weights", {"weights": torch.zeros(1)}), ("list", [1, 2])]:
+        path = tmp_path / f"{name}.ckpt"
+        torch.save(content, path)
+        with pytest.raises(CheckpointError) as raised:
+            load_checkpoint(path)
+        assert (
+            str(raised.value) == f"{path} is not an s2-srgan/Lightning checkpoint (no state_dict)"
+        )
