@@ -192,3 +192,21 @@ def test_a_file_without_state_dict_is_not_a_checkpoint(tmp_path: Path) -> None:
         assert (
             str(raised.value) == f"{path} is not an s2-srgan/Lightning checkpoint (no state_dict)"
         )
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_only_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its tensors are recorded as ``cuda:0``; the reader maps them to the CPU. (Written here
+    without a GPU by tagging the CPU tensors ``cuda:0`` while saving.) Fails without
+    ``map_location="cpu"``: torch refuses CUDA tensors on a machine without CUDA."""
+    import torch.serialization as serialization
+
+    monkeypatch.setattr(serialization, "_package_registry", list(serialization._package_registry))
+    serialization.register_package(0, lambda _: "cuda:0", lambda obj, location: None)
+    path = tmp_path / "gpu.ckpt"
+    torch.save({"state_dict": {"generator.w": torch.arange(3.0)}}, path)
+    monkeypatch.undo()
+    state = load_checkpoint(path)["state_dict"]
+    assert state["generator.w"].device.type == "cpu"
+    assert state["generator.w"].tolist() == [0.0, 1.0, 2.0]
