@@ -224,6 +224,17 @@ def test_clamped_values_are_counted_like_apply_clamps_them() -> None:
     )
 
 
+@pytest.mark.parametrize("quantification", [255.0, 10000.0, 20000.0, 30000.0])
+@pytest.mark.parametrize("offset", [0.0, -1000.0, -0.5])
+def test_counting_clamps_agrees_with_applying(quantification: float, offset: float) -> None:
+    """For any scale and offset, the count equals what :meth:`apply` clamps, including a DN
+    that rounds to reflectance 0 only after scaling (DN 1 at 20000 DNs per unit is 0.5)."""
+    dn = np.arange(0, 1200, dtype=np.uint16).reshape(1, 1, -1)
+    harmonisation = Harmonisation("parameter", "x", {"B02": offset}, quantification)
+    _, clamped = harmonisation.apply(dn, ("B02",), None)
+    assert harmonisation.count_clamped(dn, ("B02",), None) == clamped
+
+
 def test_record_without_bands_lists_the_declared_offsets() -> None:
     partial = Harmonisation("parameter", "x", {"B08": -5.0, "B02": -1.0})
     assert partial.to_record()["offsets"] == {"B02": -1.0, "B08": -5.0}
