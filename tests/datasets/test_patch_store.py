@@ -378,3 +378,36 @@ def test_s3_round_trip(
     remote = open_patch_store(uri, storage_options=s3_server, version=result.version)
     xr.testing.assert_identical(_comparable(remote), _comparable(open_patch_store(str(local))))
     assert store_info(uri, s3_server).version == result.version
+
+
+def test_an_append_overwritten_by_another_writer_is_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its commit a writer reads the manifest back: its scene must be there with the
+    patches and the source it wrote. A missing entry, another count or another source means
+    another writer committed over it: a transient conflict, never a success."""
+    from datasets.store_version import Manifest, SceneEntry
+    from datasets.store_writer import AppendResult
+
+    store = str(tmp_path / "s")
+    writer = PatchStoreWriter(store, store_params(TilingParams(patch_size=P, scale=4)))
+    written = AppendResult("scene-1", 2, False, "v1")
+
+    def entry(count: int, source: str | None) -> SceneEntry:
+        return SceneEntry("scene-1", 0, count, count, 0, "EPSG:32633", "1", source=source)
+
+    def committed(*entries: SceneEntry) -> None:
+        monkeypatch.setattr(writer, "committed", lambda: Manifest(scenes=entries))
+
+    committed(entry(2, "/a"))
+    writer._check_committed("scene-1", "/a", written)  # its own commit: fine
+    for entries in [(), (entry(3, "/a"),), (entry(2, "/b"),)]:
+        committed(*entries)
+        with pytest.raises(StoreConflictError) as err:
+            writer._check_committed("scene-1", "/a", written)
+        assert str(err.value) == (
+            f"scene scene-1 was written to patch store {store} but is not in its committed "
+            "manifest: another writer committed over it. Appends are idempotent: run it again "
+            "(the tile-sentinel2 flow retries by itself)"
+        )
+        assert is_transient(err.value)
