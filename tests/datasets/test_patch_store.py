@@ -120,7 +120,10 @@ def test_append_scene_patches_writes_one_scene_with_its_source(
     tmp_path: Path, backend: str
 ) -> None:
     """The one-call append: the backend asked for, the scene's patches, CRS and source
-    recorded; the same scene from the same source again is skipped, from another refused."""
+    recorded; the same scene from the same source again is skipped, from another refused; a
+    scene without patches commits nothing."""
+    from datasets.store_writer import AppendResult
+
     store = str(tmp_path / "s")
     params = store_params(TilingParams(patch_size=P, scale=4))
     pixels = np.arange(2 * 4 * P * P, dtype=np.uint16).reshape(2, 4, P, P)
@@ -142,7 +145,10 @@ def test_append_scene_patches_writes_one_scene_with_its_source(
     (entry,) = ds.attrs["scenes"]
     assert entry["source"] == "/data/scene-1" and (entry["n_train"], entry["n_val"]) == (1, 1)
     again = append_scene_patches(store, params, "scene-1", "EPSG:32633", [batch], **kwargs)
-    assert again.skipped_existing and again.version == result.version
+    assert again == AppendResult("scene-1", 0, True, result.version)
+    nothing = append_scene_patches(store, params, "scene-2", "EPSG:32633", [], **kwargs)
+    assert nothing == AppendResult("scene-2", 0, False, None)  # no patches: no commit
+    assert store_version(store) == result.version and store_info(store).scenes == ("scene-1",)
     with pytest.raises(PatchStoreError, match="scene-1"):
         append_scene_patches(store, params, "scene-1", "EPSG:32633", [batch], source="/other")
 
