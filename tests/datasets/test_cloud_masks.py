@@ -95,6 +95,19 @@ def test_l1c_uses_msk_classi(s2_products: Products, tmp_path: Path) -> None:
     assert result.mask["max_masked_fraction"] == MaskPolicy().max_masked_fraction
 
 
+@pytest.mark.parametrize("layer", ["opaque", "cirrus"])
+def test_only_the_chosen_classi_layers_mask(
+    s2_products: Products, tmp_path: Path, layer: str
+) -> None:
+    """One layer asked for: the other layer's clouds keep their patches."""
+    result, _ = _tile(s2_products.l1c_2023, tmp_path, MaskPolicy(classi_layers=(layer,)))
+    index = ["opaque", "cirrus"].index(layer)
+    masked = classi_grid()[index].astype(bool).repeat(6, axis=0).repeat(6, axis=1)[:256, :256]
+    expected = sum(f > 0.05 for f in _masked_fractions(masked).values())
+    assert result.dropped_masked == expected > 0
+    assert result.mask is not None and result.mask["layers"] == [layer]
+
+
 def test_a_product_without_masks_keeps_every_patch(s2_products: Products, tmp_path: Path) -> None:
     result, ds = _tile(s2_products.pre2022_l1c, tmp_path, MaskPolicy())
     assert result.patches_kept == 16 and result.mask is not None
@@ -124,6 +137,8 @@ def test_an_scl_that_does_not_cover_the_scene_is_refused(
     store = tmp_path / "s.zarr"
     with pytest.raises(MaskError, match="does not cover") as caught:
         tile_scene(str(product), str(store), TilingParams(patch_size=P, scale=4))
+    assert str(caught.value).startswith(f"SCL {scl} does not cover scene ")
+    assert "use the product's own SCL" in str(caught.value)
     assert "masks={'source': 'none'}" in str(caught.value) and not store.exists()
     none = TilingParams(patch_size=P, scale=4, masks={"source": "none"})
     assert tile_scene(str(product), str(store), none).patches_kept == 16
