@@ -42,6 +42,47 @@ EQUIVALENT: dict[str, str] = {
     ),
     "srgan.metrics.x_bicubic_upsample__mutmut_4": "align_corners=None is torch's False",
     "srgan.metrics.x_bicubic_upsample__mutmut_8": "align_corners left out is torch's False",
+    "srgan.checkpointing.xǁIterationCheckpointǁon_exception__mutmut_3": (
+        "getattr(module, 'in_step', None): None is as false as False"
+    ),
+    "srgan.checkpoint_io.x_load_checkpoint__mutmut_6": "fsspec.open's default mode is 'rb'",
+    "datasets.store_radiometry.x_scene_radiometry__mutmut_6": (
+        "rsplit('/') without a limit: the same last path element"
+    ),
+    "datasets.store_radiometry.x_scene_radiometry__mutmut_14": (
+        "rsplit('/', 2): the same last path element"
+    ),
+    "datasets.store_radiometry.x_scene_radiometry__mutmut_11": (
+        "'XXXX' instead of '' for a scene without source: neither holds a date or baseline"
+    ),
+    "datasets.store_radiometry.x_scene_radiometry__mutmut_12": (
+        "rstrip('XX/XX') also strips trailing X's: no product, granule or tile name ends in X "
+        "(MGRS row letters stop at V), and an X is no part of a date or baseline"
+    ),
+    "datasets.harmonise.xǁHarmonisationǁrestore__mutmut_4": "astype(None) is astype(float64)",
+    "datasets.harmonise.x__from_item__mutmut_45": (
+        "baseline_tuple('XXXX') is None, as baseline_tuple('') is"
+    ),
+    "datasets.store_writer.xǁPatchStoreWriterǁ_check_existing__mutmut_4": (
+        "open_layout(None, uri) for a missing store: Zarr finds no group and it returns None, "
+        "as the original does"
+    ),
+    "datasets.masks.xǁCloudMaskǁ__init____mutmut_10": (
+        "the initial band list is replaced for every mask that is read"
+    ),
+    "datasets.masks.xǁCloudMaskǁ__init____mutmut_33": "read(None) reads every band; an SCL has one",
+    **{
+        f"datasets.masks.xǁCloudMaskǁread__mutmut_{n}": (
+            "float zeros instead of bool: the tiler takes means of the mask, 0.0 either way"
+        )
+        for n in (8, 10)
+    },
+    **{
+        f"datasets.masks.xǁCloudMaskǁclose__mutmut_{n}": (
+            "close() is the context's exit: nothing reads the mask afterwards"
+        )
+        for n in (1, 2)
+    },
 }
 
 _LINE = re.compile(r"^\s*(?P<name>[\w.]+\.x[_ǁ]\S*?__mutmut_\d+): (?P<status>.+)$")
