@@ -178,3 +178,43 @@ def test_checkpoints_on_s3_load_and_their_failures_name_the_uri(
     with pytest.raises(CheckpointError) as raised:
         load_checkpoint(local)
     assert str(raised.value) == f"checkpoint {local} does not exist"
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, caplog):
+    """Only ``.last-<iteration>.tmp`` files (left by a write that was killed) go, each with a
+    warning; checkpoints and look-alike names stay; a run folder not made yet has none."""
+    from srgan.checkpointing import remove_stale_temporaries
+
+    stale = [".last-12.tmp", ".last-4.tmp"]
+    kept = [LAST, PREVIOUS, ".last-x.tmp", "last-12.tmp", ".last-12.tmp.bak", "a.last-1.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="srgan.checkpointing"):
+        removed = remove_stale_temporaries(str(tmp_path))
+    assert sorted(removed) == sorted(str(tmp_path / name) for name in stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert sorted(caplog.messages) == sorted(
+        f"removed {path}, left by a checkpoint write that was interrupted" for path in removed
+    )
+    assert remove_stale_temporaries(str(tmp_path / "not-yet")) == []
+
+
+def test_the_data_position_is_set_in_every_resumable_loader_state():
+    """The loader position recorded in a checkpoint becomes the trained batch count; states
+    without a position and checkpoints without loops are left alone."""
+    from srgan.checkpointing import record_data_position
+
+    checkpoint = {
+        "loops": {
+            "fit_loop": {
+                "state_dict": {
+                    "combined_loader": [{"position": 5, "epoch": 1}, "other", {"seed": 3}]
+                }
+            }
+        }
+    }
+    record_data_position(checkpoint, 4)
+    states = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert states == [{"position": 4, "epoch": 1}, "other", {"seed": 3}]
+    for bare in ({}, {"loops": {}}, {"loops": {"fit_loop": {"state_dict": {}}}}):
+        record_data_position(bare, 4)  # nothing to set, no error
