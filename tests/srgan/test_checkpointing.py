@@ -59,7 +59,7 @@ def test_one_good_checkpoint_is_enough(make_config, datamodule, tmp_path):
 
 
 @pytest.mark.parametrize("last_loads", [True, False])
-def test_a_new_checkpoint_keeps_a_loadable_last_as_the_backup_only(tmp_path, last_loads):
+def test_a_new_checkpoint_keeps_a_loadable_last_as_the_backup_only(tmp_path, caplog, last_loads):
     """Publishing a new checkpoint in a fresh process (nothing known about ``last.ckpt``):
     a ``last.ckpt`` that loads becomes the backup; a damaged one is replaced and the backup
     kept. Fails if ``last.ckpt`` is rotated without being checked, or never rotated."""
@@ -79,7 +79,13 @@ def test_a_new_checkpoint_keeps_a_loadable_last_as_the_backup_only(tmp_path, las
     checkpoint(tmp_path / ".last-12.tmp", 12)
     callback = IterationCheckpoint(tmp_path, every_n_iterations=4)
     fs, root = fsspec.core.url_to_fs(str(tmp_path))
-    callback._publish(fs, root, str(tmp_path / ".last-12.tmp"))
+    with caplog.at_level("WARNING", logger="srgan.checkpointing"):
+        callback._publish(fs, root, str(tmp_path / ".last-12.tmp"))
+    warning = (
+        f"{tmp_path}/{LAST} does not load; replacing it without making it the backup "
+        f"({tmp_path}/{PREVIOUS} stays)"
+    )
+    assert caplog.messages == ([] if last_loads else [warning])
 
     def iteration(name: str) -> float:
         return float(torch.load(tmp_path / name, weights_only=True)["state_dict"]["w"])
@@ -147,7 +153,7 @@ def test_checkpoints_on_s3_load_and_their_failures_name_the_uri(
     import s3fs
 
     from datasets.storage_errors import PrefixMissingError, StorageAccessDenied
-    from srgan.checkpointing import load_checkpoint
+    from srgan.checkpointing import load_checkpoint, remove_stale_temporaries, resume_point
 
     bucket = "s2sr-checkpoint-loading"
     fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
@@ -172,6 +178,10 @@ def test_checkpoints_on_s3_load_and_their_failures_name_the_uri(
         environment("wrong-secret")
         with pytest.raises(StorageAccessDenied, match=f"s3://{bucket}/run/last.ckpt"):
             load_checkpoint(f"s3://{bucket}/run/last.ckpt")
+        with pytest.raises(StorageAccessDenied, match=f"s3://{bucket}/run/last.ckpt"):
+            resume_point(f"s3://{bucket}/run")
+        with pytest.raises(StorageAccessDenied, match=f"s3://{bucket}/run"):
+            remove_stale_temporaries(f"s3://{bucket}/run")
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
     local = tmp_path / "none.ckpt"
@@ -218,3 +228,123 @@ def test_the_data_position_is_set_in_every_resumable_loader_state():
     assert states == [{"position": 4, "epoch": 1}, "other", {"seed": 3}]
     for bare in ({}, {"loops": {}}, {"loops": {"fit_loop": {"state_dict": {}}}}):
         record_data_position(bare, 4)  # nothing to set, no error
+
+
+class _Trainer:
+    """What the callback uses of a Lightning trainer: the step count, the rank and a
+    checkpoint writer (each file holds the call's number)."""
+
+    def __init__(self, global_step: int = 99, is_global_zero: bool = True) -> None:
+        self.global_step, self.is_global_zero = global_step, is_global_zero
+        self.saved: list[tuple[str, bool]] = []
+
+    def save_checkpoint(self, path: str, weights_only: bool = False) -> None:
+        self.saved.append((path, weights_only))
+        import torch
+
+        torch.save({"state_dict": {"call": torch.tensor(len(self.saved))}}, path)
+
+
+def test_checkpoints_follow_the_modules_iteration(tmp_path, caplog):
+    """Every ``every_n_iterations`` of the module's own iteration count (not the trainer's
+    optimizer steps): written to ``.last-<iteration>.tmp`` in a folder made on demand, then
+    renamed to ``last.ckpt`` and logged; the same iteration is written once, except at the
+    end of training, which records the limits it ended under."""
+    from types import SimpleNamespace
+
+    from srgan.checkpointing import IterationCheckpoint
+
+    folder = tmp_path / "run" / "checkpoints"
+    callback = IterationCheckpoint(folder, every_n_iterations=4)
+    assert callback.state_dict() == {
+        "dirpath": str(folder),
+        "last_saved_iteration": None,
+        "finished_under": None,
+    }
+    trainer, module = _Trainer(global_step=99), SimpleNamespace(iteration=8)
+    with caplog.at_level("INFO", logger="srgan.checkpointing"):
+        callback.on_train_batch_end(trainer, module, None, None, 0)  # type: ignore[arg-type]
+    assert trainer.saved == [(f"{folder}/.last-8.tmp", False)]
+    assert sorted(p.name for p in folder.iterdir()) == [LAST]
+    assert caplog.messages == [f"checkpoint at iteration 8: {folder}/{LAST}"]
+    for iteration in (9, 8):  # not a multiple of 4; already written
+        module.iteration = iteration
+        callback.on_train_batch_end(trainer, module, None, None, 0)  # type: ignore[arg-type]
+    assert len(trainer.saved) == 1
+    limits = {"max_iterations": 8, "max_epochs": None}
+    callback.limits = limits
+    callback.on_train_end(trainer, module)  # type: ignore[arg-type]
+    assert trainer.saved[-1] == (f"{folder}/.last-8.tmp", False) and len(trainer.saved) == 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted([LAST, PREVIOUS])
+    assert callback.state_dict() == {
+        "dirpath": str(folder),
+        "last_saved_iteration": 8,
+        "finished_under": limits,
+    }
+    callback.on_train_start(trainer, module)  # type: ignore[arg-type]
+    assert callback.finished_under is None  # a resumed run is no longer finished
+
+
+def test_without_an_iteration_the_trainers_step_names_the_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from srgan.checkpointing import IterationCheckpoint
+
+    callback = IterationCheckpoint(tmp_path, every_n_iterations=4)
+    trainer = _Trainer(global_step=12)
+    callback.on_train_batch_end(trainer, SimpleNamespace(), None, None, 0)  # type: ignore[arg-type]
+    assert trainer.saved == [(f"{tmp_path}/.last-12.tmp", False)]
+    callback.on_train_end(trainer, SimpleNamespace())  # type: ignore[arg-type]
+    assert callback.finished_under is None  # no limits were set
+
+
+def test_a_trailing_slash_is_not_doubled(tmp_path):
+    from srgan.checkpointing import IterationCheckpoint
+
+    folder = f"{tmp_path}/checkpointsX"
+    assert IterationCheckpoint(f"{folder}/", 4).last_path == f"{folder}/{LAST}"
+
+
+@pytest.mark.parametrize(
+    ("stage", "rank_zero", "removed"),
+    [("fit", True, True), ("validate", True, False), ("fit", False, False)],
+)
+def test_temporaries_are_cleared_when_rank_zero_starts_fitting(tmp_path, stage, rank_zero, removed):
+    from srgan.checkpointing import IterationCheckpoint
+
+    (tmp_path / ".last-4.tmp").write_bytes(b"x")
+    callback = IterationCheckpoint(tmp_path, every_n_iterations=4)
+    callback.setup(_Trainer(is_global_zero=rank_zero), None, stage)  # type: ignore[arg-type]
+    assert (tmp_path / ".last-4.tmp").exists() is not removed
+
+
+def test_the_skipped_checkpoints_are_warned_about_where_the_resume_was_asked(tmp_path, caplog):
+    """Both files damaged: a warning per file attributed to the caller, the same in the log,
+    and one error naming the run, every file's problem and what to do."""
+    from srgan.checkpointing import resume_point
+
+    for name in (LAST, PREVIOUS):
+        (tmp_path / name).write_bytes(b"not a checkpoint")
+    with (
+        pytest.warns(UserWarning) as warned,
+        caplog.at_level("WARNING", logger="srgan.checkpointing"),
+        pytest.raises(CheckpointError) as raised,
+    ):
+        resume_point(tmp_path)
+    problems = [
+        f"checkpoint {tmp_path}/{name} is damaged or not a checkpoint" for name in (LAST, PREVIOUS)
+    ]
+    assert len(warned) == 2 and all(w.filename == __file__ for w in warned)
+    for warning, logged, problem in zip(warned, caplog.messages, problems, strict=True):
+        assert str(warning.message).startswith(f"skipping unusable checkpoint: {problem}")
+        assert logged == str(warning.message)
+    message = str(raised.value)
+    assert message.startswith(
+        f"run {tmp_path} has checkpoints but none of them loads: {problems[0]}"
+    )
+    assert f"; {problems[1]}" in message
+    assert message.endswith(
+        ". Not starting again from iteration 0; nothing was deleted. Restore a good copy of "
+        f"{LAST}, or move the files aside (or train into a new run key / run directory) to "
+        "start from scratch."
+    )
