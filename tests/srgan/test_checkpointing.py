@@ -226,7 +226,12 @@ def test_the_data_position_is_set_in_every_resumable_loader_state():
     record_data_position(checkpoint, 4)
     states = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert states == [{"position": 4, "epoch": 1}, "other", {"seed": 3}]
-    for bare in ({}, {"loops": {}}, {"loops": {"fit_loop": {"state_dict": {}}}}):
+    for bare in (
+        {},
+        {"loops": {}},
+        {"loops": {"fit_loop": {}}},
+        {"loops": {"fit_loop": {"state_dict": {}}}},
+    ):
         record_data_position(bare, 4)  # nothing to set, no error
 
 
