@@ -44,6 +44,7 @@ bench-check: setup
 # Mutation testing of the modules behind the core promises ([tool.mutmut] in pyproject.toml
 # lists them and their tests); slow (tens of minutes on 2 cores), not part of `make test`.
 mutation: setup
+	rm -f mutants/mutmut-stats.json  # mutmut forgets which edited tests reach which code
 	$(BIN)/mutmut run --max-children 2
 	$(BIN)/python tests/mutation_report.py
 

@@ -46,6 +46,20 @@ EQUIVALENT: dict[str, str] = {
         "getattr(module, 'in_step', None): None is as false as False"
     ),
     "srgan.checkpoint_io.x_load_checkpoint__mutmut_6": "fsspec.open's default mode is 'rb'",
+    "srgan.checkpointing.xǁIterationCheckpointǁ_save__mutmut_19": (
+        "is_s3(None) is False, so folders are also made for s3:// runs: makedirs(exist_ok) of a "
+        "bucket that exists is a no-op, and a missing bucket is refused before training starts "
+        "(test_storage_failures.py::test_a_misspelt_run_dir_bucket_is_refused_not_created)"
+    ),
+    "srgan.checkpointing.xǁIterationCheckpointǁ_save__mutmut_33": (
+        "Lightning's Trainer.save_checkpoint writes weights_only=False by default"
+    ),
+    **{
+        f"srgan.checkpointing.x_finished_under__mutmut_{n}": (
+            "None instead of {} for a checkpoint without this callback's state: both give None"
+        )
+        for n in (3, 5)
+    },
     "datasets.store_radiometry.x_scene_radiometry__mutmut_6": (
         "rsplit('/') without a limit: the same last path element"
     ),
