@@ -384,6 +384,16 @@ def test_s3_round_trip(
     remote = open_patch_store(uri, storage_options=s3_server, version=result.version)
     xr.testing.assert_identical(_comparable(remote), _comparable(open_patch_store(str(local))))
     assert store_info(uri, s3_server).version == result.version
+    # the one-call append reaches S3 with the options given, and skips a committed scene
+    from datasets.store_writer import AppendResult
+
+    params = store_params(TilingParams(patch_size=P, scale=4))
+    options = {"storage_options": s3_server, "backend": backend}
+    added = append_scene_patches(uri, params, "extra", "EPSG:32618", [_one_patch()], **options)
+    assert added.n_patches == 1 and added.version != result.version
+    again = append_scene_patches(uri, params, "extra", "EPSG:32618", [_one_patch()], **options)
+    assert again == AppendResult("extra", 0, True, added.version)
+    assert store_info(uri, s3_server).version == added.version
 
 
 def test_an_append_overwritten_by_another_writer_is_not_reported(
@@ -417,3 +427,20 @@ def test_an_append_overwritten_by_another_writer_is_not_reported(
             "(the tile-sentinel2 flow retries by itself)"
         )
         assert is_transient(err.value)
+
+
+def test_a_scene_committed_while_waiting_for_the_turn_is_not_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's check found the scene absent, but another writer committed it before this
+    one's turn: the writer sees it in the manifest, writes nothing and reports it skipped."""
+    from datasets.store_writer import AppendResult
+
+    store = str(tmp_path / "s")
+    params = store_params(TilingParams(patch_size=P, scale=4))
+    first = PatchStoreWriter(store, params).append_scene("scene-1", "EPSG:32633", [_one_patch()])
+    late = PatchStoreWriter(store, params)
+    monkeypatch.setattr(late, "has_scene", lambda scene_id, source=None: False)
+    again = late.append_scene("scene-1", "EPSG:32633", [_one_patch()])
+    assert again == AppendResult("scene-1", 0, True, first.version)
+    assert store_version(store) == first.version and store_info(store).n_patches["train"] == 1
