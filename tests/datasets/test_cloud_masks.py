@@ -118,9 +118,51 @@ def test_asking_for_a_mask_the_product_lacks_is_refused(
     s2_products: Products, tmp_path: Path
 ) -> None:
     store = tmp_path / "s.zarr"
-    with pytest.raises(MaskError, match=r"masks.source='scl'.*found: MSK_CLASSI_B00"):
+    with pytest.raises(MaskError) as caught:
         tile_scene(str(s2_products.l1c_2023), str(store), TilingParams(masks={"source": "scl"}))
+    assert str(caught.value) == (
+        f"masks.source='scl' asks for the SCL of {s2_products.l1c_2023}, which it does not "
+        "carry (masks found: MSK_CLASSI_B00); use masks.source='auto' or 'none'."
+    )
+    with pytest.raises(MaskError, match=r"\(masks found: none\); use masks.source='auto'"):
+        tile_scene(str(s2_products.pre2022_l1c), str(store), TilingParams(masks={"source": "scl"}))
     assert not store.exists()
+
+
+def test_a_msk_classi_without_its_three_layers_is_refused(
+    s2_products: Products, tmp_path: Path
+) -> None:
+    product = Path(shutil.copytree(s2_products.l1c_2023, tmp_path / s2_products.l1c_2023.name))
+    (classi,) = product.rglob("MSK_CLASSI_B00.jp2")
+    with open_scene(product) as scene:
+        profile = {"crs": scene.crs, "transform": scene.transform * scene.transform.scale(6)}
+    write_raster(classi, classi_grid()[:2], profile, jp2=True)
+    with pytest.raises(MaskError) as caught:
+        tile_scene(str(product), str(tmp_path / "s.zarr"), TilingParams(patch_size=P, scale=4))
+    assert str(caught.value) == (
+        f"MSK_CLASSI_B00 {classi} has 2 band(s), not the 3 layers (opaque, cirrus, snow) of "
+        "baseline 04.00; tile with masks={'source': 'none'} to ignore it."
+    )
+
+
+def test_a_mask_that_cannot_be_decoded_is_refused(s2_products: Products, tmp_path: Path) -> None:
+    product = Path(shutil.copytree(s2_products.l2a_2023, tmp_path / s2_products.l2a_2023.name))
+    (scl,) = product.rglob("*_SCL_20m.jp2")
+    import rasterio
+
+    with rasterio.open(scl) as src:
+        profile = {"crs": src.crs, "transform": src.transform}
+    write_raster(scl, scl_grid()[None], profile, cog=True)  # deflate tiles behind the header
+    with rasterio.open(scl) as src:
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    data = bytearray(scl.read_bytes())
+    data[offset : offset + 32] = b"\xff" * 32  # the header reads, the first tile does not
+    scl.write_bytes(bytes(data))
+    with pytest.raises(MaskError) as caught:
+        tile_scene(str(product), str(tmp_path / "s.zarr"), TilingParams(patch_size=P, scale=4))
+    message = str(caught.value)
+    assert message.startswith(f"Reading {scl} failed: ")
+    assert message.endswith("; re-download the product.")
 
 
 def test_an_scl_that_does_not_cover_the_scene_is_refused(

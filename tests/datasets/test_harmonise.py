@@ -286,3 +286,29 @@ def test_item_decisions_name_the_item() -> None:
         assert decide(RadiometryHints(item=item), None, "s", BANDS).detail.startswith(
             "STAC Item S2B_X: "
         )
+
+
+def test_a_parameter_shadowed_by_a_stac_item_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    hints = RadiometryHints(item=ItemRadiometry("S2B_T33UUP_20230605_0_L2A", baseline="05.09"))
+    with caplog.at_level("WARNING", logger="datasets.harmonise"):
+        decide(hints, HarmonisationParam(offset=0), "the/item.json", BANDS)
+    assert caplog.messages == [
+        "the/item.json: the harmonisation parameter is not used, since STAC Item "
+        "S2B_T33UUP_20230605_0_L2A states the radiometry"
+    ]
+
+
+def test_the_parameter_is_recorded_with_its_values() -> None:
+    param = HarmonisationParam(offset=-1000, quantification=10000)
+    chosen = decide(RadiometryHints(), param, "bare/folder", BANDS)
+    assert chosen.source == "parameter"
+    assert chosen.detail == "harmonisation parameter (offset -1000, quantification 10000)"
+
+
+def test_values_beyond_the_uint16_range_saturate() -> None:
+    """Fewer DNs per unit than the stored 10000 scale values up: a DN past the range is
+    stored as 65535, not wrapped around."""
+    doubled = Harmonisation("parameter", "x", {}, quantification=5000.0)
+    dn = np.array([[[1, 20000, 32767, 40000, 65535]]], dtype=np.uint16)
+    values, _ = doubled.apply(dn, ("B02",), None)
+    assert values.tolist() == [[[2, 40000, 65534, 65535, 65535]]]

@@ -210,3 +210,13 @@ def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_only_machine(
     state = load_checkpoint(path)["state_dict"]
     assert state["generator.w"].device.type == "cpu"
     assert state["generator.w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_refusal_without_a_reason_still_says_damaged() -> None:
+    """torch's unpickler error without its usual ``WeightsUnpickler error:`` line."""
+    import pickle
+
+    from srgan.checkpoint_io import _unpickling_error
+
+    error = _unpickling_error("run/last.ckpt", pickle.UnpicklingError("invalid load key, 'x'."))
+    assert str(error) == "checkpoint run/last.ckpt is damaged or not a checkpoint"
