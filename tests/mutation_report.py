@@ -55,6 +55,30 @@ EQUIVALENT: dict[str, str] = {
         "Lightning's Trainer.save_checkpoint writes weights_only=False by default"
     ),
     **{
+        f"srgan.checkpointing.x_remove_stale_temporaries__mutmut_{n}": reason
+        for n, reason in {
+            8: "rsplit('/') without a limit: the same last path element",
+            14: "rsplit('/', 2): the same last path element",
+            15: "[+1] of a two-part rsplit is its last part; listed paths always hold a '/'",
+            10: "rstrip() of whitespace instead of '/': listed file paths end in neither",
+            11: "lstrip('/') instead of rstrip('/'): listed file paths do not end in '/'",
+            12: "rstrip('XX/XX') also strips trailing X's: no '.last-N.tmp' name ends in X",
+            18: "ls(detail=None): the local and S3 filesystems then list names, as detail=False",
+            20: "ls() without detail: the local and S3 filesystems list names by default",
+        }.items()
+    },
+    **{
+        f"datasets.harmonise.xǁHarmonisationǁapply__mutmut_{n}": (
+            "astype(None) is float64: the same integer values, exactly, before the clip and "
+            "the uint16 conversion"
+        )
+        for n in (27, 33)
+    },
+    "datasets.masks.xǁCloudMaskǁ_choose__mutmut_24": (
+        "the separator of the masks found: a refusal lists at most one (there are two kinds, "
+        "and the one asked for is missing)"
+    ),
+    **{
         f"srgan.checkpointing.x_resume_point__mutmut_{n}": (
             "the warning's stacklevel (which caller it names): under mutmut a trampoline adds a "
             "stack frame, so no test run by mutmut can observe it"
