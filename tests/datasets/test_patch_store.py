@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import s3fs
 import xarray as xr
+from patch_batches import one_patch
 from scene_crops import write_crop
 
 from datasets import icechunk_store
@@ -246,71 +247,6 @@ def test_a_foreign_zarr_group_is_refused_naming_it(tmp_path: Path) -> None:
     assert str(err.value).startswith(f"{store} is a Zarr group but not an s2-srgan patch store")
 
 
-def _one_patch() -> PatchBatch:
-    pixels = np.ones((1, 4, P, P), dtype=np.uint16)
-    return PatchBatch(
-        hr=pixels,
-        lr=pixels[:, :, ::4, ::4],
-        row_off=np.zeros(1, dtype=np.int64),
-        col_off=np.zeros(1, dtype=np.int64),
-        split=np.array(["train"]),
-        transform=np.zeros((1, 6)),
-    )
-
-
-def test_losing_the_race_to_create_an_icechunk_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two first appends to a new Icechunk store: the one whose creation fails because the
-    other created it meanwhile opens that repository and commits; when nothing was created,
-    the error says to run the append again."""
-    import icechunk
-
-    real = icechunk_store.open_or_create
-    calls: list[tuple[str, object]] = []
-    options: dict[str, str] = {}
-
-    def racing(uri: str, storage_options: object = None) -> object:
-        calls.append((uri, storage_options))
-        if len(calls) == 1:
-            real(uri, None)  # the other writer wins
-            raise icechunk.IcechunkError("repository already exists")
-        return real(uri, None)
-
-    real_exists = icechunk_store.exists
-    asked: list[tuple[str, object]] = []
-
-    def exists(uri: str, storage_options: object = None) -> bool:
-        if len(calls) == 1:  # asked after losing the race
-            asked.append((uri, storage_options))
-        return real_exists(uri, None)
-
-    monkeypatch.setattr(icechunk_store, "open_or_create", racing)
-    monkeypatch.setattr(icechunk_store, "exists", exists)
-    store = str(tmp_path / "raced")
-    params = store_params(TilingParams(patch_size=P, scale=4))
-    writer = PatchStoreWriter(store, params, backend="icechunk", storage_options=options)
-    assert writer.append_scene("scene-1", "EPSG:32633", [_one_patch()]).n_patches == 1
-    assert calls == [(store, options), (store, options)]
-    assert asked == [(store, options)]
-    assert store_info(store).scenes == ("scene-1",)
-
-    def failing(uri: str, storage_options: object = None) -> object:
-        raise icechunk.IcechunkError("bucket busy\nsecond line")
-
-    monkeypatch.setattr(icechunk_store, "open_or_create", failing)
-    other = str(tmp_path / "never")
-    with pytest.raises(StoreConflictError) as err:
-        PatchStoreWriter(other, params, backend="icechunk").append_scene(
-            "scene-1", "EPSG:32633", [_one_patch()]
-        )
-    assert str(err.value) == (
-        f"patch store {other} could not be created (bucket busy); if another writer is "
-        "creating it right now, run the append again"
-    )
-    assert is_transient(err.value)
-
-
 def test_store_errors_tell_whether_running_again_can_succeed(
     scenes: list[Path], tmp_path: Path
 ) -> None:
@@ -389,58 +325,8 @@ def test_s3_round_trip(
 
     params = store_params(TilingParams(patch_size=P, scale=4))
     options = {"storage_options": s3_server, "backend": backend}
-    added = append_scene_patches(uri, params, "extra", "EPSG:32618", [_one_patch()], **options)
+    added = append_scene_patches(uri, params, "extra", "EPSG:32618", [one_patch()], **options)
     assert added.n_patches == 1 and added.version != result.version
-    again = append_scene_patches(uri, params, "extra", "EPSG:32618", [_one_patch()], **options)
+    again = append_scene_patches(uri, params, "extra", "EPSG:32618", [one_patch()], **options)
     assert again == AppendResult("extra", 0, True, added.version)
     assert store_info(uri, s3_server).version == added.version
-
-
-def test_an_append_overwritten_by_another_writer_is_not_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After its commit a writer reads the manifest back: its scene must be there with the
-    patches and the source it wrote. A missing entry, another count or another source means
-    another writer committed over it: a transient conflict, never a success."""
-    from datasets.store_version import Manifest, SceneEntry
-    from datasets.store_writer import AppendResult
-
-    store = str(tmp_path / "s")
-    writer = PatchStoreWriter(store, store_params(TilingParams(patch_size=P, scale=4)))
-    written = AppendResult("scene-1", 2, False, "v1")
-
-    def entry(count: int, source: str | None) -> SceneEntry:
-        return SceneEntry("scene-1", 0, count, count, 0, "EPSG:32633", "1", source=source)
-
-    def committed(*entries: SceneEntry) -> None:
-        monkeypatch.setattr(writer, "committed", lambda: Manifest(scenes=entries))
-
-    committed(entry(2, "/a"))
-    writer._check_committed("scene-1", "/a", written)  # its own commit: fine
-    for entries in [(), (entry(3, "/a"),), (entry(2, "/b"),)]:
-        committed(*entries)
-        with pytest.raises(StoreConflictError) as err:
-            writer._check_committed("scene-1", "/a", written)
-        assert str(err.value) == (
-            f"scene scene-1 was written to patch store {store} but is not in its committed "
-            "manifest: another writer committed over it. Appends are idempotent: run it again "
-            "(the tile-sentinel2 flow retries by itself)"
-        )
-        assert is_transient(err.value)
-
-
-def test_a_scene_committed_while_waiting_for_the_turn_is_not_written_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The caller's check found the scene absent, but another writer committed it before this
-    one's turn: the writer sees it in the manifest, writes nothing and reports it skipped."""
-    from datasets.store_writer import AppendResult
-
-    store = str(tmp_path / "s")
-    params = store_params(TilingParams(patch_size=P, scale=4))
-    first = PatchStoreWriter(store, params).append_scene("scene-1", "EPSG:32633", [_one_patch()])
-    late = PatchStoreWriter(store, params)
-    monkeypatch.setattr(late, "has_scene", lambda scene_id, source=None: False)
-    again = late.append_scene("scene-1", "EPSG:32633", [_one_patch()])
-    assert again == AppendResult("scene-1", 0, True, first.version)
-    assert store_version(store) == first.version and store_info(store).n_patches["train"] == 1

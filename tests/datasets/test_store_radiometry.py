@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from data.s2_products.data import DARK_WATER, Products
+from patch_batches import one_patch
 
 from datasets.errors import TilingError
-from datasets.store_layout import PatchBatch
 from datasets.store_radiometry import (
     PRE_2022_ASSUMED,
     UNHARMONISED,
@@ -28,18 +27,6 @@ from datasets.tiling import store_params, tile_scene
 from datasets.tiling_params import TilingParams
 
 PARAMS = TilingParams(patch_size=64, scale=4, split={"block_size": 128, "val_fraction": 0.5})
-
-
-def _one_patch(split: str) -> PatchBatch:
-    ones = np.ones((1, 4, 64, 64), dtype=np.uint16)
-    return PatchBatch(
-        hr=ones,
-        lr=ones[:, :, :16, :16],
-        row_off=np.zeros(1, dtype=np.int64),
-        col_off=np.zeros(1, dtype=np.int64),
-        split=np.array([split]),
-        transform=np.zeros((1, 6)),
-    )
 
 
 def _legacy(scene_id: str, source: str | None = None) -> SceneEntry:
@@ -119,7 +106,7 @@ def test_scene_rows_report_each_scene_of_the_version(s2_products: Products, tmp_
     the version before the second commit has the legacy row only."""
     store = str(tmp_path / "store.zarr")
     writer = PatchStoreWriter(store, store_params(PARAMS))
-    batch = _one_patch("val")
+    batch = one_patch("val")
     legacy_id = "S2A_MSIL1C_20200101T100031_N0208_R122_T33UUP_20200101T1"
     first = writer.append_scene(legacy_id, "EPSG:32618", [batch], source=f"/old/{legacy_id}")
     result = tile_scene(str(s2_products.l2a_2023), store, PARAMS)
@@ -164,7 +151,7 @@ def test_scene_rows_list_distinct_offsets_and_read_s3_stores(
         fs.mkdir("s2sr-radiometry-rows")
     store = "s3://s2sr-radiometry-rows/store"
     writer = PatchStoreWriter(store, store_params(PARAMS), storage_options=s3_server)
-    batch = _one_patch("train")
+    batch = one_patch("train")
     offsets = {"B02": -1000.0, "B03": -500.0, "B04": -1000.0, "B08": -1500.0}
     record = {"radiometry": {"source": "parameter", "offsets": offsets}, "masks": None}
     writer.append_scene("T33UUP_20230101T1", "EPSG:32633", [batch], record=lambda: record)
