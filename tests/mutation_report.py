@@ -112,13 +112,20 @@ EQUIVALENT: dict[str, str] = {
         "open_layout(None, uri) for a missing store: Zarr finds no group and it returns None, "
         "as the original does"
     ),
+    "datasets.store_writer.xǁPatchStoreWriterǁcommitted__mutmut_4": (
+        "open_layout(None, uri) for a missing store: Zarr finds no group and it returns None, "
+        "as the original does"
+    ),
+    "datasets.store_writer.xǁPatchStoreWriterǁ_read_only_tip__mutmut_11": (
+        "read_only=None opens the existing local store writable; the readers behind it only "
+        "read, and opening an existing folder writable creates nothing"
+    ),
     **{
-        f"datasets.store_writer.xǁPatchStoreWriterǁappend_scene__mutmut_{n}": (
-            "the caller's has_scene check made blind: the same check inside the writer's turn "
-            "returns the same skipped result (test_a_scene_committed_while_waiting_for_the_turn_"
-            "is_not_written_again)"
+        f"datasets.store_writer.xǁPatchStoreWriterǁ_manifest_in__mutmut_{n}": (
+            "a missing versions attr read as None instead of []: both are falsy, prefix(0) "
+            "either way"
         )
-        for n in (1, 3)
+        for n in (10, 12)
     },
     "datasets.masks.xǁCloudMaskǁ__init____mutmut_10": (
         "the initial band list is replaced for every mask that is read"

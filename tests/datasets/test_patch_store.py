@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,72 @@ def test_a_foreign_zarr_group_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(PatchStoreError) as err:
         PatchStoreWriter(str(store), params, backend="zarr")
     assert str(err.value).startswith(f"{store} is a Zarr group but not an s2-srgan patch store")
+    # one that appears after the writer was made is refused by every later read, naming it too
+    late = tmp_path / "late.zarr"
+    writer = PatchStoreWriter(str(late), params, backend="zarr")
+    zarr.open_group(str(late), mode="w", zarr_format=3).attrs["made_by"] = "someone else"
+    for read in (writer.committed, lambda: writer.has_scene("scene-1")):
+        with pytest.raises(PatchStoreError) as err:
+            read()
+        assert str(err.value).startswith(f"{late} is a Zarr group but not an s2-srgan")
+
+
+def test_has_scene_answers_from_the_committed_manifest(tmp_path: Path, backend: str) -> None:
+    """``has_scene`` and ``committed`` read what is committed; the same id from another source
+    is a conflict naming the store, and appending a committed scene again reads none of its
+    batches. Each scene entry records the software that wrote it."""
+    from datasets.errors import SceneIdConflictError
+    from datasets.store_version import Manifest
+
+    store = str(tmp_path / "s")
+    writer = PatchStoreWriter(
+        store, store_params(TilingParams(patch_size=P, scale=4)), backend=backend
+    )
+    assert writer.committed() == Manifest() and not writer.has_scene("scene-1")
+    writer.append_scene("scene-1", "EPSG:32633", [one_patch()], source="/data/a")
+    assert writer.has_scene("scene-1") and writer.has_scene("scene-1", "/data/a")
+    assert not writer.has_scene("scene-2", "/data/a")
+    with pytest.raises(SceneIdConflictError) as err:
+        writer.has_scene("scene-1", "/data/b")
+    assert f"'scene-1' is already in patch store {store}, tiled from /data/a;" in str(err.value)
+
+    def never_read() -> Iterator[PatchBatch]:
+        raise AssertionError("the batches of a committed scene were read")
+        yield  # a generator: the error comes only when it is read
+
+    again = writer.append_scene("scene-1", "EPSG:32633", never_read(), source="/data/a")
+    assert again.skipped_existing and again.n_patches == 0
+    (entry,) = writer.committed().scenes
+    assert (entry.scene_id, entry.software_version) == ("scene-1", software_version())
+
+
+def test_a_plain_zarr_scene_is_committed_by_its_version(tmp_path: Path) -> None:
+    """On a plain Zarr store the ``versions`` history commits a scene: a manifest entry past
+    the last version's patch count (or with no version at all) is seen neither by the writer
+    nor by readers, and the next append writes over its patches."""
+    import zarr
+
+    store = str(tmp_path / "s")
+    params = store_params(TilingParams(patch_size=P, scale=4))
+    writer = PatchStoreWriter(store, params, backend="zarr")
+    writer.append_scene("scene-1", "EPSG:32633", [one_patch()])
+    group = zarr.open_group(store, mode="r+", zarr_format=3)
+    (entry,) = group.attrs["scenes"]  # type: ignore[misc]
+    group.attrs["scenes"] = [entry, {**entry, "scene_id": "ghost", "start": 1}]  # type: ignore[dict-item]
+    assert [e.scene_id for e in writer.committed().scenes] == ["scene-1"]
+    assert store_info(store).scenes == ("scene-1",) and not writer.has_scene("ghost")
+    writer.append_scene("scene-2", "EPSG:32633", [one_patch()])
+    assert [(e.scene_id, e.start) for e in writer.committed().scenes] == [
+        ("scene-1", 0),
+        ("scene-2", 1),
+    ]
+    # one one-patch scene and no version history at all: nothing is committed
+    group.attrs.put(
+        {**{k: v for k, v in group.attrs.items() if k != "versions"}, "scenes": [entry]}
+    )
+    assert writer.committed().scenes == () and not writer.has_scene("scene-1")
+    with pytest.raises(PatchStoreError, match="no committed scene"):
+        store_info(store)
 
 
 def test_store_errors_tell_whether_running_again_can_succeed(
