@@ -116,10 +116,27 @@ EQUIVALENT: dict[str, str] = {
         "open_layout(None, uri) for a missing store: Zarr finds no group and it returns None, "
         "as the original does"
     ),
-    "datasets.store_writer.xǁPatchStoreWriterǁ_read_only_tip__mutmut_11": (
-        "read_only=None opens the existing local store writable; the readers behind it only "
-        "read, and opening an existing folder writable creates nothing"
-    ),
+    **{
+        f"datasets.store_writer.xǁPatchStoreWriterǁ_read_only_tip__mutmut_{n}": (
+            "read_only=None/False opens the existing store writable; the readers behind it "
+            "only read, and opening an existing store writable creates nothing"
+        )
+        for n in (11, 15)
+    },
+    **{
+        f"srgan.ema.xǁGeneratorEMAǁ_average__mutmut_{n}": (
+            "zip without strict=True: AveragedModel hands over the averaged and the live "
+            "buffers of one module structure, always of equal length"
+        )
+        for n in (17, 20)
+    },
+    **{
+        f"srgan.metrics.xǁCorrectnessShareMetricǁupdate__mutmut_{n}": (
+            "an image's three shares rounded to float32 before the float64 sum: a change far "
+            "below the float32 result's last bit"
+        )
+        for n in (34, 37)
+    },
     **{
         f"datasets.store_writer.xǁPatchStoreWriterǁ_manifest_in__mutmut_{n}": (
             "a missing versions attr read as None instead of []: both are falsy, prefix(0) "

@@ -214,7 +214,7 @@ def test_s3_failures_inside_an_append_name_the_store_and_endpoint(
     """A request refused while a scene is written (s3fs raises PermissionError for a 403) is
     reported as access denied to this store at this endpoint, not as a bare traceback; the
     skip after a lost race reads the committed version with the store's own options."""
-    from datasets.storage_errors import StorageAccessDenied
+    from datasets.storage_errors import BucketMissingError, StorageAccessDenied
     from datasets.store_writer import AppendResult
 
     params = store_params(TilingParams(patch_size=P, scale=4))
@@ -232,3 +232,8 @@ def test_s3_failures_inside_an_append_name_the_store_and_endpoint(
     monkeypatch.setattr(writer, "has_scene", lambda scene_id, source=None: False)
     again = writer.append_scene("scene-1", "EPSG:32633", [one_patch()])
     assert again == AppendResult("scene-1", 0, True, first.version)
+    # a new store's bucket must exist before anything is written (nothing creates buckets)
+    missing = "s3://s2sr-no-such-bucket/patches"
+    with pytest.raises(BucketMissingError) as gone:
+        PatchStoreWriter(missing, params, storage_options=s3_server)
+    assert str(gone.value).startswith(f"bucket 's2sr-no-such-bucket' of {missing} does not exist")
