@@ -161,6 +161,11 @@ def test_signed_validation_judges_sr_and_bicubic_clamped_to_the_data_range(patch
             assert out[f"val_metrics/{prefix}{name}"] == pytest.approx(value, rel=1e-5)
     ssim = structural_similarity_index_measure(clamped, hr, data_range=2.0)
     assert out["val_metrics/ssim"] == pytest.approx(float(ssim), rel=1e-5)
+    # SSIM's constants come from the data range, not from the values a batch happens to span
+    dim = SRValidationMetrics(scale=4, data_range=2.0, n_bands=4)
+    dim.update(hr / 4, lr / 4, hr / 2)
+    ssim = structural_similarity_index_measure(hr / 4, hr / 2, data_range=2.0)
+    assert dim.compute()["val_metrics/ssim"] == pytest.approx(float(ssim), rel=1e-5)
 
 
 def test_two_bands_have_a_spectral_angle_one_band_none(patches) -> None:
@@ -177,7 +182,7 @@ def test_states_of_two_ranks_merge_into_the_metric_of_all_images(patches) -> Non
     for make, args in (
         (SpectralAngle, (sr + 1, hr + 1)),
         (lambda: ERGAS(ratio=4), (sr + 1, hr + 1)),
-        (lambda: CorrectnessShareMetric(4, offset=1.0), (sr, lr, hr)),
+        (lambda: CorrectnessShareMetric(4), (sr + 1, lr + 1, hr + 1)),  # values from 0 up
     ):
         whole, first, second = make(), make(), make()
         whole.update(*args)
@@ -185,9 +190,16 @@ def test_states_of_two_ranks_merge_into_the_metric_of_all_images(patches) -> Non
         second.update(*(a[2:] for a in args))
         first.merge_state(second)
         got, expected = first.compute(), whole.compute()
-        if isinstance(expected, dict):
+        if isinstance(expected, dict):  # the shares: those of each image, weighted
             got, expected = torch.stack(list(got.values())), torch.stack(list(expected.values()))
+            assert expected.tolist() == pytest.approx(_weighted_shares(lr, sr, hr), rel=1e-5)
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+
+
+def test_shares_refuse_batches_of_different_lengths(patches) -> None:
+    lr, sr, hr = patches
+    with pytest.raises(ValueError, match="shorter"):
+        CorrectnessShareMetric(4).update(sr, lr[:2], hr)
 
 
 def test_states_are_float64_and_a_small_value_after_a_large_one_counts() -> None:
@@ -222,6 +234,8 @@ def test_shares_of_no_pixel_are_nan_and_of_one_pixel_its_shares() -> None:
 def test_a_training_batch_gets_l1_and_psnr_of_its_data_range() -> None:
     hr = torch.zeros(2, 4, 8, 8)
     sr = hr + 0.1
-    out = batch_metrics(sr, hr, data_range=2.0)
-    assert float(out["train_metrics/l1"]) == pytest.approx(0.1)
-    assert float(out["train_metrics/psnr"]) == pytest.approx(10 * math.log10(4 / 0.01), rel=1e-6)
+    for data_range in (1.0, 2.0):
+        out = batch_metrics(sr, hr, data_range=data_range)
+        assert float(out["train_metrics/l1"]) == pytest.approx(0.1)
+        psnr = 10 * math.log10(data_range**2 / 0.01)
+        assert float(out["train_metrics/psnr"]) == pytest.approx(psnr, rel=1e-6)
