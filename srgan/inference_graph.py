@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srgan.models.bicubic_skip import BicubicResidual
+from srgan.models.bicubic_skip import BicubicResidual, PolyphaseBicubic
 from srgan.models.blocks import RCAB, ChannelAttention, ResBlock
 from srgan.models.polyphase import is_same_conv, polyphase_weight, preshuffle_prelu
 from srgan.models.srresnet import SRResNet
@@ -228,24 +228,22 @@ class InferenceRuntime(nn.Module):
     A bicubic skip (:class:`~srgan.models.bicubic_skip.BicubicResidual`) is computed in
     float32 from the float32 input and only the learned residual in the weight type: in
     bfloat16 the interpolated image itself would lose its last bits (8 mantissa bits are
-    about 0.4 % of the reflectance), and torch's bfloat16 bicubic kernel is slow.
+    about 0.4 % of the reflectance). It runs as a polyphase convolution
+    (:class:`~srgan.models.bicubic_skip.PolyphaseBicubic`).
 
     Shape:
         ``(B, C, h, w)`` float32 → ``(B, C, h·scale, w·scale)`` float32.
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype, bicubic_scale: int | None) -> None:
+    def __init__(
+        self, net: nn.Module, dtype: torch.dtype, bicubic: PolyphaseBicubic | None
+    ) -> None:
         super().__init__()
-        self.net, self.dtype, self.bicubic_scale = net, dtype, bicubic_scale
+        self.net, self.dtype, self.bicubic = net, dtype, bicubic
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.net(x.to(self.dtype)).float()
-        if self.bicubic_scale is None:
-            return out
-        base = F.interpolate(
-            x, scale_factor=self.bicubic_scale, mode="bicubic", align_corners=False
-        )
-        return out.add_(base)
+        return out if self.bicubic is None else out.add_(self.bicubic(x))
 
 
 def prepare_for_inference(
@@ -266,11 +264,16 @@ def prepare_for_inference(
         input to float32 output (:class:`InferenceRuntime`).
     """
     fast = copy.deepcopy(generator).eval().requires_grad_(False)
-    scale = fast.scale if isinstance(fast, BicubicResidual) else None
     net = fast.net if isinstance(fast, BicubicResidual) else fast
+    bicubic = None
+    if isinstance(fast, BicubicResidual):  # float32, on the device of the weights
+        first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+        bicubic = PolyphaseBicubic(first.in_channels, fast.scale).to(first.weight.device)
     if isinstance(net, SRResNet):
         _rewrite_srresnet(net)
     net = net.to(dtype=dtype).requires_grad_(False)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return InferenceRuntime(net, dtype, scale)
+        if bicubic is not None:
+            bicubic = bicubic.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return InferenceRuntime(net, dtype, bicubic)

@@ -131,6 +131,23 @@ def test_a_fused_convolution_equals_conv_then_activation(slope, bias):
         ConvActivation(nn.Conv2d(6, 5, 3, padding=1, padding_mode="reflect"))
 
 
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_polyphase_bicubic_equals_torchs_bicubic(scale, channels_last):
+    """Edges included (torch repeats the edge pixels; so does the padding).
+
+    Broken by hand: the phase offset ``(p + 1.5) / scale - 0.5`` fails every case."""
+    from srgan.models.bicubic_skip import PolyphaseBicubic
+
+    torch.manual_seed(scale)
+    x = 5000 * torch.rand(2, 3, 7, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    got = PolyphaseBicubic(3, scale)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=5e-3)
+
+
 def test_per_channel_prelu_moves_before_the_shuffle():
     torch.manual_seed(2)
     net = SRResNet(3, 4, channels=8, n_blocks=1, block="rcab")
