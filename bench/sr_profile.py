@@ -25,15 +25,37 @@ from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_flop_formula
 
 from bench import peaks
 from bench.report import update_results_md
 from bench.super_resolve import GENERATORS, SECTION, untrained_checkpoint
 from bench.system import isa_label, machine
 
-#: aten ops that are convolutions (their FLOPs are what the conv peak measures)
-CONV_OPS = ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution")
+#: ops that are convolutions (their FLOPs are what the conv peak measures); the last is
+#: oneDNN's convolution with a fused activation (:class:`srgan.inference_graph.ConvActivation`)
+CONV_OPS = (
+    "aten::mkldnn_convolution",
+    "aten::convolution",
+    "aten::_convolution",
+    "mkldnn::_convolution_pointwise",
+)
+
+
+@register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
+def _fused_conv_flop(
+    x_shape: Any,
+    w_shape: Any,
+    bias: Any,
+    padding: Any,
+    stride: Any,
+    dilation: Any,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """The fused convolution's FLOPs are its convolution's (the activation adds none)."""
+    return int(conv_flop_count(x_shape, w_shape, out_shape, transposed=False))
 
 
 def op_times(model: Any, batch: torch.Tensor, runs: int) -> tuple[dict[str, float], float]:

@@ -33,7 +33,8 @@ from datasets.tiff_layout import Image
 TILE = 512
 DEFLATE, ZSTD = 8, 50000  # TIFF compression codes
 #: Tile rows per level waiting for compression before ``add`` blocks (bounds memory: a
-#: tile row of a full-width 10 980² ×4 output is 172 MiB of uint16 tiles).
+#: tile row of a full-width 10 980² ×4 output is 172 MiB of uint16 tiles). Each level
+#: alternates between two row buffers, so this must stay 1.
 MAX_PENDING_ROWS = 1
 
 
@@ -78,10 +79,10 @@ def predict(tile: np.ndarray) -> np.ndarray:
     """
     rows, cols, bands = tile.shape
     if tile.dtype == np.uint16:
-        out = tile.astype("<u2", copy=True)
+        out = np.array(tile, dtype="<u2", order="C")  # also interleaves a band-planar view
         np.subtract(out[:, 1:], tile[:, :-1], out=out[:, 1:])
         return out
-    samples = tile.astype("<f4").view(np.uint8).reshape(rows, cols * bands, 4)
+    samples = np.ascontiguousarray(tile, "<f4").view(np.uint8).reshape(rows, cols * bands, 4)
     planes = np.ascontiguousarray(samples[:, :, ::-1].transpose(0, 2, 1)).reshape(rows, -1)
     out = planes.copy()
     np.subtract(out[:, bands:], planes[:, :-bands], out=out[:, bands:])
@@ -96,13 +97,9 @@ def halve(rows: np.ndarray, nodata: float | None) -> np.ndarray:
     valid pixel is nodata. Integers are rounded half up.
     """
     bands, n, width = rows.shape
-    blocks = rows[:, : n // 2 * 2, : width // 2 * 2].reshape(bands, n // 2, 2, width // 2, 2)
     if rows.dtype == np.uint16:
-        valid = np.ones(blocks.shape, bool) if nodata is None else blocks != nodata
-        total = np.where(valid, blocks, 0).sum(axis=(2, 4), dtype=np.uint32)
-        count = valid.sum(axis=(2, 4), dtype=np.uint32)
-        mean = (2 * total + count) // np.maximum(2 * count, 1)
-        return np.where(count > 0, mean, 0 if nodata is None else nodata).astype(np.uint16)
+        return _halve_uint16(rows[:, : n // 2 * 2, : width // 2 * 2], nodata)
+    blocks = rows[:, : n // 2 * 2, : width // 2 * 2].reshape(bands, n // 2, 2, width // 2, 2)
     valid = ~np.isnan(blocks) if nodata is None or math.isnan(nodata) else blocks != nodata
     total = np.where(valid, blocks, 0).sum(axis=(2, 4), dtype=np.float64)
     count = valid.sum(axis=(2, 4))
@@ -111,15 +108,51 @@ def halve(rows: np.ndarray, nodata: float | None) -> np.ndarray:
     return mean.astype(rows.dtype)
 
 
+def _halve_uint16(rows: np.ndarray, nodata: float | None) -> np.ndarray:
+    """:func:`halve` of uint16 rows of even size, in a few contiguous passes.
+
+    Each pair of neighbouring pixels is read as one uint32 and summed as its two halves; a 2×2
+    block whose four pixels are valid has the mean ``(sum + 2) >> 2`` (rounded half up); only
+    blocks with nodata take the general ``(2·sum + count) // (2·count)``.
+    """
+    pairs = np.ascontiguousarray(rows).view(np.uint32)
+    across = pairs & 0xFFFF
+    across += pairs >> 16
+    total = across[:, 0::2]
+    total += across[:, 1::2]
+    mean = ((total + 2) >> 2).astype(np.uint16)
+    if nodata is None:
+        return mean
+    missing = rows == nodata
+    if not missing.any():
+        return mean
+    missing = missing.view(np.uint16)
+    gaps = (missing & 0xFF) + (missing >> 8)
+    gaps = gaps[:, 0::2] + gaps[:, 1::2]  # nodata pixels of each 2×2 block
+    partial = np.nonzero(gaps)
+    counts = 4 - gaps[partial].astype(np.uint32)
+    valid_sum = total[partial] - (4 - counts) * np.uint32(nodata)
+    means = (2 * valid_sum + counts) // np.maximum(2 * counts, 1)
+    mean[partial] = np.where(counts > 0, means, nodata)
+    return mean
+
+
 class _Level:
-    """One image of the pyramid: row buffer, compression queue, data file."""
+    """One image of the pyramid: row buffer, compression queue, data file.
+
+    The buffer holds one tile row band by band, as the rows arrive; each tile is a view of it
+    that the compressing thread interleaves (pixel by pixel, as the TIFF stores it) while it
+    applies the predictor, so the caller's thread copies each pixel only once. A full buffer
+    goes to the threads whole and a new one takes its place.
+    """
 
     def __init__(
         self, width: int, height: int, bands: int, dtype: np.dtype, path: Path, pool: Any
     ) -> None:
-        self.width, self.height, self.bands = width, height, bands
+        self.width, self.height, self.bands, self.dtype = width, height, bands, dtype
         self.columns = math.ceil(width / TILE)
-        self.buffer = np.zeros((TILE, self.columns * TILE, bands), dtype)
+        self.buffer = self._new_buffer()
+        self._spare: np.ndarray | None = None
         self.filled = 0
         self.rows_in = 0
         self.file: BinaryIO = path.open("wb")
@@ -128,13 +161,16 @@ class _Level:
         self.pending: deque[Future[bytes]] = deque()
         self.byte_counts: list[int] = []
 
+    def _new_buffer(self) -> np.ndarray:
+        buffer = np.empty((self.bands, TILE, self.columns * TILE), self.dtype)
+        buffer[:, :, self.width :] = 0  # the right tiles' padding
+        return buffer
+
     def add(self, rows: np.ndarray, compress: Callable[[bytes], bytes]) -> None:
         done = 0
         while done < rows.shape[1]:
             n = min(TILE - self.filled, rows.shape[1] - done)
-            self.buffer[self.filled : self.filled + n, : self.width] = rows[
-                :, done : done + n
-            ].transpose(1, 2, 0)
+            self.buffer[:, self.filled : self.filled + n, : self.width] = rows[:, done : done + n]
             self.filled += n
             done += n
             self.rows_in += n
@@ -142,12 +178,16 @@ class _Level:
                 self._submit(compress)
 
     def _submit(self, compress: Callable[[bytes], bytes]) -> None:
-        self.buffer[self.filled :] = 0  # the bottom tiles' padding
+        full = self.buffer
+        full[:, self.filled :] = 0  # the bottom tiles' padding
         for col in range(self.columns):
-            tile = self.buffer[:, col * TILE : (col + 1) * TILE].copy()
+            tile = full[:, :, col * TILE : (col + 1) * TILE].transpose(1, 2, 0)
             self.pending.append(self.pool.submit(lambda t=tile: compress(predict(t).tobytes())))
         self.filled = 0
         self.drain(keep=MAX_PENDING_ROWS * self.columns)
+        # Only ``full``'s tiles may still be pending: the buffer before it is free again.
+        self.buffer = self._spare if self._spare is not None else self._new_buffer()
+        self._spare = full
 
     def drain(self, keep: int = 0) -> None:
         """Write finished tiles in order until at most ``keep`` are pending."""

@@ -12,9 +12,10 @@ convolutions shaped the way oneDNN runs fast:
   matrix-vector products (torch sends a 1×1 conv on a 1×1 map to its slow reference kernel),
   and its global average pool a matrix product (torch's NHWC mean is an order of magnitude
   slower in bfloat16).
-- **One-slope PReLUs** after a convolution or shuffle become in-place leaky ReLUs.
-- **Scaled residuals** (EDSR blocks): ``x + s·y`` becomes one ``add(alpha=s)``; ReLUs after a
-  convolution run in place.
+- **Activations after a convolution** (the blocks' ReLUs, one-slope PReLUs, also those after
+  a PixelShuffle) are fused into it: on the CPU oneDNN applies them as it writes the
+  convolution's output (:class:`ConvActivation`); elsewhere they run in place.
+- **Scaled residuals** (EDSR blocks): ``x + s·y`` becomes one ``add(alpha=s)``.
 
 Other generator families pass through unchanged. ``tests/srgan/test_inference_graph.py``
 checks every rewrite against the original network.
@@ -28,13 +29,13 @@ Example::
 from __future__ import annotations
 
 import copy
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srgan.models.bicubic_skip import BicubicResidual
+from srgan.models.bicubic_skip import BicubicResidual, PolyphaseBicubic
 from srgan.models.blocks import RCAB, ChannelAttention, ResBlock
 from srgan.models.polyphase import is_same_conv, polyphase_weight, preshuffle_prelu
 from srgan.models.srresnet import SRResNet
@@ -78,28 +79,67 @@ class PreshufflePReLU(nn.Module):
         return preshuffle_prelu(x, self.prelu, self.factor)
 
 
-class InplacePReLU(nn.Module):
-    """A one-slope PReLU at inference: a leaky ReLU with that slope, in place.
+def _pointwise_conv() -> Any:
+    """oneDNN's convolution with a fused activation, where this torch build has it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
 
-    Only used where its input is a fresh tensor (a convolution's or a PixelShuffle's output);
-    in place it saves a full-size allocation and runs 2–4× faster than ``prelu``.
+
+_POINTWISE_CONV = _pointwise_conv()
+
+
+class ConvActivation(nn.Module):
+    """``act(conv(x))`` for a ReLU or a leaky ReLU: on the CPU one oneDNN convolution with the
+    activation applied as each output value is written (one pass over the output instead of
+    two); elsewhere the convolution and then the activation in place.
+
+    Args:
+        conv: A zero-padded convolution with numeric padding.
+        slope: Slope of the negative part (0 for a ReLU).
     """
 
-    def __init__(self, prelu: nn.PReLU) -> None:
+    def __init__(self, conv: nn.Conv2d, slope: float = 0.0) -> None:
         super().__init__()
-        self.slope = float(prelu.weight.detach().reshape(()))
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("only zero-padded convolutions with numeric padding fuse")
+        self.conv, self.slope = conv, slope
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu_(x, self.slope)
+        c = self.conv
+        if _POINTWISE_CONV is not None and x.device.type == "cpu":
+            attr, scalars = ("relu", []) if self.slope == 0.0 else ("leaky_relu", [self.slope])
+            return cast(
+                "Tensor",
+                _POINTWISE_CONV(
+                    x,
+                    c.weight,
+                    c.bias,
+                    c.padding,
+                    c.stride,
+                    c.dilation,
+                    c.groups,
+                    attr,
+                    scalars,
+                    "",
+                ),
+            )
+        return F.leaky_relu_(c(x), self.slope) if self.slope else torch.relu_(c(x))
 
 
-def _inplace_prelus(sequence: nn.Sequential) -> nn.Sequential:
-    """``sequence`` with each one-slope PReLU that follows a conv or a shuffle made in place."""
-    layers = list(sequence)
-    for i, layer in enumerate(layers):
-        after_fresh = i > 0 and isinstance(layers[i - 1], nn.Conv2d | nn.PixelShuffle)
-        if isinstance(layer, nn.PReLU) and layer.num_parameters == 1 and after_fresh:
-            layers[i] = InplacePReLU(layer)
+def _fused_activations(sequence: nn.Sequential) -> nn.Sequential:
+    """``sequence`` with each one-slope PReLU fused into the convolution before it, also across
+    a PixelShuffle (an element-wise function with one slope commutes with the shuffle)."""
+    layers: list[nn.Module] = []
+    for layer in sequence:
+        one_slope = isinstance(layer, nn.PReLU) and layer.num_parameters == 1
+        shuffled = len(layers) >= 2 and isinstance(layers[-1], nn.PixelShuffle)
+        conv_at = -2 if shuffled else -1
+        if one_slope and len(layers) >= -conv_at and type(layers[conv_at]) is nn.Conv2d:
+            slope = float(cast("nn.PReLU", layer).weight.detach().reshape(()))
+            layers[conv_at] = ConvActivation(cast("nn.Conv2d", layers[conv_at]), slope)
+            continue
+        layers.append(layer)
     return nn.Sequential(*layers)
 
 
@@ -137,11 +177,12 @@ class FastRCAB(nn.Module):
 
     def __init__(self, block: RCAB) -> None:
         super().__init__()
-        self.conv1, self.conv2 = block.body[0], block.body[2]
+        self.conv1 = ConvActivation(cast("nn.Conv2d", block.body[0]))
+        self.conv2 = block.body[2]
         self.gate = FastChannelAttention(cast("ChannelAttention", block.body[3]), block.res_scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv2(torch.relu_(self.conv1(x)))
+        y = self.conv2(self.conv1(x))
         return torch.addcmul(x, y, self.gate(y))
 
 
@@ -150,11 +191,12 @@ class FastResBlock(nn.Module):
 
     def __init__(self, block: ResBlock) -> None:
         super().__init__()
-        self.conv1, self.conv2 = block.body[0], block.body[2]
+        self.conv1 = ConvActivation(cast("nn.Conv2d", block.body[0]))
+        self.conv2 = block.body[2]
         self.res_scale = block.res_scale
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.add(x, self.conv2(torch.relu_(self.conv1(x))), alpha=self.res_scale)
+        return torch.add(x, self.conv2(self.conv1(x)), alpha=self.res_scale)
 
 
 _BLOCK_REWRITES: dict[type[nn.Module], type[nn.Module]] = {RCAB: FastRCAB, ResBlock: FastResBlock}
@@ -172,13 +214,12 @@ def _rewrite_srresnet(net: SRResNet) -> None:
         and is_same_conv(net.tail)
     ):
         factor = stages[-2].upscale_factor
-        last: nn.Module = PreshufflePReLU(stages[-1], factor)
-        if stages[-1].num_parameters == 1:  # after the conv now: a fresh tensor
-            last = InplacePReLU(stages[-1])
-        net.upsampler = nn.Sequential(*_inplace_prelus(nn.Sequential(*stages[:-2])), last)  # type: ignore[assignment]
+        one_slope = stages[-1].num_parameters == 1  # then fused into the conv before it
+        stages = [*stages[:-2], stages[-1] if one_slope else PreshufflePReLU(stages[-1], factor)]
         net.tail = ShuffledConv(net.tail, factor)  # type: ignore[assignment]
         net.polyphase_tail = False  # the rewritten layers already are the polyphase form
-    net.head = _inplace_prelus(net.head)
+    net.upsampler = _fused_activations(nn.Sequential(*stages))  # type: ignore[assignment]
+    net.head = _fused_activations(net.head)
 
 
 class InferenceRuntime(nn.Module):
@@ -187,24 +228,22 @@ class InferenceRuntime(nn.Module):
     A bicubic skip (:class:`~srgan.models.bicubic_skip.BicubicResidual`) is computed in
     float32 from the float32 input and only the learned residual in the weight type: in
     bfloat16 the interpolated image itself would lose its last bits (8 mantissa bits are
-    about 0.4 % of the reflectance), and torch's bfloat16 bicubic kernel is slow.
+    about 0.4 % of the reflectance). It runs as a polyphase convolution
+    (:class:`~srgan.models.bicubic_skip.PolyphaseBicubic`).
 
     Shape:
         ``(B, C, h, w)`` float32 → ``(B, C, h·scale, w·scale)`` float32.
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype, bicubic_scale: int | None) -> None:
+    def __init__(
+        self, net: nn.Module, dtype: torch.dtype, bicubic: PolyphaseBicubic | None
+    ) -> None:
         super().__init__()
-        self.net, self.dtype, self.bicubic_scale = net, dtype, bicubic_scale
+        self.net, self.dtype, self.bicubic = net, dtype, bicubic
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.net(x.to(self.dtype)).float()
-        if self.bicubic_scale is None:
-            return out
-        base = F.interpolate(
-            x, scale_factor=self.bicubic_scale, mode="bicubic", align_corners=False
-        )
-        return out.add_(base)
+        return out if self.bicubic is None else out.add_(self.bicubic(x))
 
 
 def prepare_for_inference(
@@ -225,11 +264,16 @@ def prepare_for_inference(
         input to float32 output (:class:`InferenceRuntime`).
     """
     fast = copy.deepcopy(generator).eval().requires_grad_(False)
-    scale = fast.scale if isinstance(fast, BicubicResidual) else None
     net = fast.net if isinstance(fast, BicubicResidual) else fast
+    bicubic = None
+    if isinstance(fast, BicubicResidual):  # float32, on the device of the weights
+        first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+        bicubic = PolyphaseBicubic(first.in_channels, fast.scale).to(first.weight.device)
     if isinstance(net, SRResNet):
         _rewrite_srresnet(net)
     net = net.to(dtype=dtype).requires_grad_(False)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return InferenceRuntime(net, dtype, scale)
+        if bicubic is not None:
+            bicubic = bicubic.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return InferenceRuntime(net, dtype, bicubic)

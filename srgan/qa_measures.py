@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from datasets.degradation import Degradation, gaussian_kernel
+from srgan.models.bicubic_skip import cubic_weights, phase_taps
 
 
 def degradation_kernels(
@@ -128,23 +129,6 @@ def degrade_rows(
     return _correlate_last(x.transpose(1, 2), kernels, scale, count_y).transpose(1, 2)
 
 
-#: Coefficient of torch's bicubic convolution kernel (``F.interpolate(mode="bicubic")``).
-CUBIC_A = -0.75
-
-
-def _cubic_weights(t: float) -> list[float]:
-    """Weights of the four taps ``i - 1 … i + 2`` at fraction ``t`` past tap ``i``."""
-    a = CUBIC_A
-
-    def near(x: float) -> float:
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x: float) -> float:
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
-
-
 def bicubic_sampled_rows(lr: Tensor, scale: int, first_row: int, top: int, count: int) -> Tensor:
     """One output row per LR row of the bicubic upsampling (``align_corners=False``) of ``lr``.
 
@@ -170,7 +154,7 @@ def bicubic_sampled_rows(lr: Tensor, scale: int, first_row: int, top: int, count
         src = r + ((r % scale) + 0.5) / scale - 0.5 - first_row + top
         base = math.floor(src)
         index.append([min(max(base - 1 + k, 0), lr.shape[1] - 1) for k in range(4)])
-        weights.append(_cubic_weights(src - base))
+        weights.append(cubic_weights(src - base))
     taps = lr[:, torch.tensor(index)]  # (C, count, 4, w)
     vertical = (taps * torch.tensor(weights, dtype=lr.dtype)[None, :, :, None]).sum(2)
     return _bicubic_columns(vertical, scale)
@@ -181,12 +165,7 @@ def _bicubic_columns(x: Tensor, scale: int) -> Tensor:
     matmul: output column ``j·scale + p`` takes LR columns ``j − 2 … j + 2`` (edges repeated)
     with the four weights of phase ``p`` (2.5× faster than torch's 2-D kernel at ×4; equal to
     float32 rounding for scales 2, 4 and 8, whose phase offsets are exact binary fractions)."""
-    weights = torch.zeros(5, scale, dtype=x.dtype)
-    for p in range(scale):
-        offset = (p + 0.5) / scale - 0.5  # source position relative to column j, in (-½, ½)
-        base = math.floor(offset)
-        for k, weight in enumerate(_cubic_weights(offset - base)):
-            weights[base + 1 + k, p] = weight
+    weights = phase_taps(scale, x.dtype)
     windows = F.pad(x, (2, 2), mode="replicate").unfold(-1, 5, 1)  # (C, n, w, 5)
     return torch.matmul(windows, weights).flatten(-2)
 

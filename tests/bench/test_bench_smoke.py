@@ -113,3 +113,13 @@ def test_sr_profile_splits_the_forward_pass_into_convolutions_and_the_rest(
     conv_share = result["conv_s"] / result["profiled_s"]
     assert f"convolutions: {conv_share:.0%} of the profiled op time" in text
     assert "of the conv forward peak (100 GFLOP/s, conv_fp32_nhwc_fwd)" in text
+    # convolutions with a fused activation count their FLOPs: the same as unfused
+    import srgan.inference_graph
+
+    fused = {r["op"] for r in result["rows"]}
+    assert (
+        "mkldnn::_convolution_pointwise" in fused or srgan.inference_graph._POINTWISE_CONV is None
+    )
+    monkeypatch.setattr(srgan.inference_graph, "_POINTWISE_CONV", None)
+    unfused = sr_profile.measure(args)
+    assert unfused["conv_gflop"] == pytest.approx(result["conv_gflop"])

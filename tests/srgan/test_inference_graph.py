@@ -90,6 +90,64 @@ def test_rewritten_srresnet_computes_the_same_function(block, scale, large_kerne
     assert isinstance(fast.net.tail, ShuffledConv)  # the slow output conv is gone
 
 
+def test_activations_are_fused_into_the_convolutions_before_them(monkeypatch):
+    """Every ReLU and one-slope PReLU of the 10 m preset's layout runs inside the convolution
+    before it (none is left as a layer of its own); fused on the CPU or run after the
+    convolution without oneDNN's fused kernel, the result is the same.
+
+    Broken by hand: the slope left out of the fused call (a ReLU) fails the comparison."""
+    import srgan.inference_graph as graph
+
+    torch.manual_seed(4)
+    net = _perturbed(SRResNet(4, 4, channels=16, n_blocks=2, block="rcab", large_kernel=9))
+    with torch.no_grad():  # slopes far from 0 and 1, so that a wrong one shows
+        for prelu in (m for m in net.modules() if isinstance(m, nn.PReLU)):
+            prelu.weight.fill_(0.3)
+    x = torch.rand(2, 4, 11, 13)
+    with torch.inference_mode():
+        expected = net(x)
+        fast = prepare_for_inference(net)
+        assert not any(isinstance(m, nn.PReLU | nn.ReLU) for m in fast.modules())
+        fused = [m for m in fast.modules() if isinstance(m, graph.ConvActivation)]
+        assert sorted(m.slope for m in fused) == [0.0, 0.0] + [pytest.approx(0.3)] * 3
+        torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-5)
+        if graph._POINTWISE_CONV is not None:
+            monkeypatch.setattr(graph, "_POINTWISE_CONV", None)  # a device without the kernel
+            torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.25])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_fused_convolution_equals_conv_then_activation(slope, bias):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(6, 5, 3, padding=1, bias=bias).eval()
+    x = torch.randn(2, 6, 9, 7).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        from srgan.inference_graph import ConvActivation
+
+        got = ConvActivation(conv, slope)(x)
+        torch.testing.assert_close(got, F.leaky_relu(conv(x), slope), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="zero-padded"):
+        ConvActivation(nn.Conv2d(6, 5, 3, padding=1, padding_mode="reflect"))
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_polyphase_bicubic_equals_torchs_bicubic(scale, channels_last):
+    """Edges included (torch repeats the edge pixels; so does the padding).
+
+    Broken by hand: the phase offset ``(p + 1.5) / scale - 0.5`` fails every case."""
+    from srgan.models.bicubic_skip import PolyphaseBicubic
+
+    torch.manual_seed(scale)
+    x = 5000 * torch.rand(2, 3, 7, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    got = PolyphaseBicubic(3, scale)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=5e-3)
+
+
 def test_per_channel_prelu_moves_before_the_shuffle():
     torch.manual_seed(2)
     net = SRResNet(3, 4, channels=8, n_blocks=1, block="rcab")

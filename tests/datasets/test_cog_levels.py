@@ -1,0 +1,74 @@
+"""The overview averages and the TIFF predictor of the one-pass COG writer, against plain
+per-pixel definitions (the whole-file comparison with GDAL's COG driver is in
+``test_cog_writer.py``)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from datasets.cog_levels import halve, predict
+
+
+def _block_means(rows: np.ndarray, nodata: float | None) -> np.ndarray:
+    """2×2 means pixel block by pixel block: valid pixels only, rounded half up."""
+    bands, n, width = rows.shape
+    out = np.zeros((bands, n // 2, width // 2), rows.dtype)
+    for b, i, j in itertools.product(range(bands), range(n // 2), range(width // 2)):
+        block = [int(v) for v in rows[b, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].ravel()]
+        valid = [v for v in block if nodata is None or v != nodata]
+        out[b, i, j] = math.floor(sum(valid) / len(valid) + 0.5) if valid else (nodata or 0)
+    return out
+
+
+@pytest.mark.parametrize("nodata", [None, 0, 7, 65535])
+def test_uint16_overviews_average_the_valid_pixels_rounding_half_up(nodata: int | None) -> None:
+    """Every mix of valid and nodata pixels in a block (0 to 4 valid), sums that round up or
+    down, values at both ends of uint16, and odd sizes (the last row and column left out).
+
+    Broken by hand: ``(sum + 1) >> 2`` for whole blocks fails the rounding."""
+    rng = np.random.default_rng(3)
+    values = np.array([0, 1, 2, 3, 7, 8, 30001, 65534, 65535], np.uint16)
+    rows = rng.choice(values, (2, 41, 67))
+    fill = 0 if nodata is None else nodata
+    for k, pattern in enumerate(itertools.product([False, True], repeat=4)):  # each gap pattern
+        block = rows[0, 2:4, 2 * k : 2 * k + 2].reshape(-1)
+        block[np.array(pattern)] = fill
+        rows[0, 2:4, 2 * k : 2 * k + 2] = block.reshape(2, 2)
+    rows[1, :20, :40] = rng.integers(0, 65536, (20, 40))
+    assert np.array_equal(halve(rows, nodata), _block_means(rows, nodata))
+    # a slice of a larger array, as the pyramid hands it on
+    assert np.array_equal(halve(rows[:, 1:, 3:], nodata), _block_means(rows[:, 1:, 3:], nodata))
+
+
+def test_float_overviews_leave_nan_out() -> None:
+    rows = np.arange(2 * 4 * 6, dtype=np.float32).reshape(2, 4, 6)
+    rows[0, 0, 0] = rows[1, 2:4, 2:4] = np.nan
+    expected = _block_means(np.nan_to_num(rows, nan=-1).astype(np.int64), -1).astype(np.float32)
+    expected[0, 0, 0] = (rows[0, 0, 1] + rows[0, 1, 0] + rows[0, 1, 1]) / 3
+    expected[1, 1, 1] = np.nan
+    np.testing.assert_allclose(halve(rows, None), expected, atol=0.5)  # floats are not rounded
+    assert np.isnan(halve(rows, None)[1, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_the_predictor_interleaves_band_planar_tiles(dtype: str) -> None:
+    """A tile handed over as a band-planar view gives the bytes of the pixel-interleaved tile;
+    undoing the predictor (cumulative sums along each row) gives the pixels back."""
+    rng = np.random.default_rng(4)
+    planar = rng.integers(0, 65536, (3, 8, 16)).astype(dtype)
+    view = planar.transpose(1, 2, 0)  # (rows, cols, bands), not contiguous
+    interleaved = np.ascontiguousarray(view)
+    assert predict(view).tobytes() == predict(interleaved).tobytes()
+    if dtype == "uint16":
+        restored = np.cumsum(predict(view).astype(np.uint64), axis=1) % 2**16
+        assert np.array_equal(restored.astype(np.uint16), interleaved)
+    else:  # byte planes, most significant first, differenced with a stride of one pixel
+        flat = predict(view).astype(np.int64).reshape(8, -1)
+        for band in range(3):
+            flat[:, band::3] = np.cumsum(flat[:, band::3], axis=1) % 256
+        planes = flat.astype(np.uint8).reshape(8, 4, 16 * 3).transpose(0, 2, 1)[:, :, ::-1]
+        assert np.array_equal(np.ascontiguousarray(planes).view("<f4").reshape(8, 16, 3), view)
