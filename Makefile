@@ -25,11 +25,16 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Test files are spread over TEST_WORKERS processes, each file kept in one (its module-scoped
+# Prefect servers and sample stores are started once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: lint
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 demo: setup
 	bash deployments/demo.sh

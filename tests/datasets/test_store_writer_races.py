@@ -195,14 +195,22 @@ def test_a_plain_zarr_writer_whose_turn_was_taken_over_does_not_commit(
     lease_uri = s3_store.replace("/patches", "/.patches.lease")
     write_batch = writer._write_batch
 
+    thieves: list[Lease] = []
+
     def stalled(group: object, start: int, batch: object) -> int:
         s3fs.S3FileSystem(**s3_server, skip_instance_cache=True).rm(lease_uri)  # expired...
-        Lease(lease_uri, "flow run thief", what="the test", storage_options=s3_server).acquire()
-        return write_batch(group, start, batch)  # type: ignore[arg-type]  # ...and taken
+        thief = Lease(lease_uri, "flow run thief", what="the test", storage_options=s3_server)
+        thieves.append(thief.acquire())  # ...and taken
+        return write_batch(group, start, batch)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer, "_write_batch", stalled)
-    with pytest.raises(StoreConflictError, match=r"taken over.*flow run thief") as err:
-        writer.append_scene("scene-2", "EPSG:32633", [one_patch()])
+    try:
+        with pytest.raises(StoreConflictError, match=r"taken over.*flow run thief") as err:
+            writer.append_scene("scene-2", "EPSG:32633", [one_patch()])
+    finally:  # the thief's heartbeat must not outlive the test
+        for thief in thieves:
+            thief.release()
+    assert len(thieves) == 1
     assert str(err.value).endswith("; run the append again") and is_transient(err.value)
     assert store_info(s3_store, s3_server).scenes == ("scene-1",)
     assert store_version(s3_store, s3_server) == first.version
