@@ -38,17 +38,15 @@ def machine() -> dict[str, object]:
 
 
 def git_revision() -> str:
-    """Short hash of HEAD, with ``+dirty`` when the working tree has changes."""
+    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it (the benchmark
+    outputs aside, as for the tables' stamps: :func:`bench.stamp.uncommitted`)."""
+    from bench.stamp import uncommitted
+
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        dirty = uncommitted()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{rev}+dirty" if dirty else rev
