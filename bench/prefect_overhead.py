@@ -92,7 +92,7 @@ def run_flow(store: str, iterations: int, storage: Path, run_key: str) -> dict[s
     )
     return {
         "wall": time.perf_counter() - started,
-        "fit": float(result["seconds"]),
+        "fit": float(result.fit.seconds),
         "cpu": time.process_time() - cpu,
     }
 
