@@ -143,7 +143,8 @@ class _Level:
     The buffer holds one tile row band by band, as the rows arrive; each tile is a view of it
     that the compressing thread interleaves (pixel by pixel, as the TIFF stores it) while it
     applies the predictor, so the caller's thread copies each pixel only once. A full buffer
-    goes to the threads whole and a new one takes its place.
+    goes to the threads whole and the level's other buffer (free once the tiles submitted
+    before it are written) takes the next rows.
     """
 
     def __init__(

@@ -78,7 +78,7 @@ class RasterProfile:
         band_names: One name per band, written as band descriptions.
         dtype: ``"uint16"`` or ``"float32"``.
         nodata: Nodata value written in the file (``nan`` allowed for float32).
-        compress: COG compression. ``zstd`` (the default) compresses 3.6-18× faster than
+        compress: COG compression. ``zstd`` (the default) compresses 3.5-17× faster than
             ``deflate`` at level 1 into files within 2 % (``bench/RESULTS.md``, *COG
             compression*); ``deflate`` for readers built without zstd (GDAL < 2.3).
         compress_level: Compression level (deflate 1-9, zstd 1-22; ignored for lzw). The

@@ -36,6 +36,13 @@ def _scl_masked(classes: tuple[int, ...]) -> np.ndarray:
     return np.isin(scl_grid(), classes).repeat(2, axis=0).repeat(2, axis=1)
 
 
+def _copied(product: Path, tmp_path: Path, pattern: str) -> tuple[Path, Path]:
+    """A copy of ``product`` to break, and its one file matching ``pattern``."""
+    copy = Path(shutil.copytree(product, tmp_path / product.name))
+    (found,) = copy.rglob(pattern)
+    return copy, found
+
+
 def _offsets(ds: object) -> list[tuple[int, int]]:
     rows, cols = ds["row_off"].values.tolist(), ds["col_off"].values.tolist()  # type: ignore[index]
     return list(zip(rows, cols, strict=True))
@@ -132,8 +139,7 @@ def test_asking_for_a_mask_the_product_lacks_is_refused(
 def test_a_msk_classi_without_its_three_layers_is_refused(
     s2_products: Products, tmp_path: Path
 ) -> None:
-    product = Path(shutil.copytree(s2_products.l1c_2023, tmp_path / s2_products.l1c_2023.name))
-    (classi,) = product.rglob("MSK_CLASSI_B00.jp2")
+    product, classi = _copied(s2_products.l1c_2023, tmp_path, "MSK_CLASSI_B00.jp2")
     with open_scene(product) as scene:
         profile = {"crs": scene.crs, "transform": scene.transform * scene.transform.scale(6)}
     write_raster(classi, classi_grid()[:2], profile, jp2=True)
@@ -146,8 +152,7 @@ def test_a_msk_classi_without_its_three_layers_is_refused(
 
 
 def test_a_mask_that_cannot_be_decoded_is_refused(s2_products: Products, tmp_path: Path) -> None:
-    product = Path(shutil.copytree(s2_products.l2a_2023, tmp_path / s2_products.l2a_2023.name))
-    (scl,) = product.rglob("*_SCL_20m.jp2")
+    product, scl = _copied(s2_products.l2a_2023, tmp_path, "*_SCL_20m.jp2")
     import rasterio
 
     with rasterio.open(scl) as src:
@@ -168,8 +173,7 @@ def test_a_mask_that_cannot_be_decoded_is_refused(s2_products: Products, tmp_pat
 def test_an_scl_that_does_not_cover_the_scene_is_refused(
     s2_products: Products, tmp_path: Path
 ) -> None:
-    product = Path(shutil.copytree(s2_products.l2a_2023, tmp_path / s2_products.l2a_2023.name))
-    (scl,) = product.rglob("*_SCL_20m.jp2")
+    product, scl = _copied(s2_products.l2a_2023, tmp_path, "*_SCL_20m.jp2")
     with open_scene(product) as scene:
         profile = {
             "crs": scene.crs,
