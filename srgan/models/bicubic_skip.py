@@ -45,7 +45,7 @@ class PolyphaseBicubic(nn.Module):
     """``F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)`` as one
     grouped 5×5 convolution on the LR grid (one output channel per band and phase) and a
     PixelShuffle: the same values to float rounding for scales 2, 4 and 8, in oneDNN's or
-    cuDNN's convolution instead of torch's own interpolation kernel (5× faster on the CPU).
+    cuDNN's convolution instead of torch's own interpolation kernel (see docs/benchmarks.md).
 
     Args:
         bands: Channels of the input.
