@@ -10,10 +10,8 @@ module applies them. ``bench/`` measures each one.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
-import platform
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -21,6 +19,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from srgan.config import TrainingConfig
+from srgan.heap import set_malloc_retention
 from srgan.step_settings import StepSettings, resolve_step_settings
 
 if TYPE_CHECKING:
@@ -50,28 +49,6 @@ def match_state_layout(optimizer: Any) -> None:
                 and value.stride() != param.stride()
             ):
                 state[key] = torch.empty_like(param).copy_(value)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-
-
-def set_malloc_retention(retain: bool) -> None:
-    """Keep freed blocks in the heap during fit, then hand them back (glibc only, else no-op).
-
-    glibc serves blocks above 32 MiB (D's dense-layer gradients, Adam moments) with a fresh
-    mmap and returns them on free, so every step pays a page fault per 4 KiB touched again.
-    Afterwards the thresholds are left where glibc's own adaptive ones end up (32/64 MiB).
-    """
-    if platform.libc_ver()[0] != "glibc":
-        return
-    libc = ctypes.CDLL(None)
-    if retain:
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
-    else:
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-        libc.malloc_trim(0)
 
 
 def to_channels_last(t: Tensor) -> Tensor:

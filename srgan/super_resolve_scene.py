@@ -41,6 +41,7 @@ from datasets.scenes import Scene, open_scene
 from datasets.scenes.bands import check_bands
 from datasets.version import DISTRIBUTION, software_version
 from srgan.devices import device_name
+from srgan.heap import retained_heap
 from srgan.inference import InferenceModel, Precision, load_inference_model
 from srgan.inference_tuning import tiling_for
 from srgan.output_bundle import BundlePublisher, check_bundle
@@ -224,7 +225,8 @@ def super_resolve_scene(
         scene_predictor(model), model.scale, tile_size, overlap, batch_size, progress
     )
     options = {"resolution": resolution, "resampling": resampling, "harmonisation": harmonisation}
-    with _open(scene, model, storage_options=storage_options, **options) as opened:
+    # full-width strips, overview rows and QA buffers are reused, not faulted in anew
+    with retained_heap(), _open(scene, model, storage_options=storage_options, **options) as opened:
         s, width, height = model.scale, opened.width, opened.height
         nodata = output_nodata(opened.nodata, dtype)
         grid = OutputGrid(

@@ -1,5 +1,6 @@
 """Whole-scene super-resolution on crops of the real L1C scene: grid, seams, nodata, bad inputs."""
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from heap_probe import large_block_is_mapped
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 from scene_crops import write_crop
@@ -226,3 +228,17 @@ def test_glue_never_imports_prefect():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_strips_are_written_with_freed_memory_retained(crop, checkpoint, tmp_path):
+    during: list[bool] = []
+    super_resolve_scene(
+        crop,
+        checkpoint,
+        tmp_path / "sr.tif",
+        progress=lambda done, total: during.append(large_block_is_mapped()),
+        **TILING,
+    )
+    assert during and not any(during)
+    assert large_block_is_mapped()
