@@ -32,10 +32,6 @@ from datasets.tiff_layout import Image
 
 TILE = 512
 DEFLATE, ZSTD = 8, 50000  # TIFF compression codes
-#: Tile rows per level waiting for compression before ``add`` blocks (bounds memory: a
-#: tile row of a full-width 10 980² ×4 output is 172 MiB of uint16 tiles). Each level
-#: alternates between two row buffers, so this must stay 1.
-MAX_PENDING_ROWS = 1
 
 
 @dataclass(frozen=True)
@@ -142,9 +138,11 @@ class _Level:
 
     The buffer holds one tile row band by band, as the rows arrive; each tile is a view of it
     that the compressing thread interleaves (pixel by pixel, as the TIFF stores it) while it
-    applies the predictor, so the caller's thread copies each pixel only once. A full buffer
-    goes to the threads whole and the level's other buffer (free once the tiles submitted
-    before it are written) takes the next rows.
+    applies the predictor, so the caller's thread copies each pixel only once. A full buffer's
+    tiles are compressed by all the threads while the caller waits, and the buffer then takes
+    the next rows: compression never runs beside the generator or the QA, whose threads
+    already use every core (beside them it slowed both and showed up in their times), and one
+    buffer per level bounds memory.
     """
 
     def __init__(
@@ -153,7 +151,6 @@ class _Level:
         self.width, self.height, self.bands, self.dtype = width, height, bands, dtype
         self.columns = math.ceil(width / TILE)
         self.buffer = self._new_buffer()
-        self._spare: np.ndarray | None = None
         self.filled = 0
         self.rows_in = 0
         self.file: BinaryIO = path.open("wb")
@@ -185,14 +182,11 @@ class _Level:
             tile = full[:, :, col * TILE : (col + 1) * TILE].transpose(1, 2, 0)
             self.pending.append(self.pool.submit(lambda t=tile: compress(predict(t).tobytes())))
         self.filled = 0
-        self.drain(keep=MAX_PENDING_ROWS * self.columns)
-        # Only ``full``'s tiles may still be pending: the buffer before it is free again.
-        self.buffer = self._spare if self._spare is not None else self._new_buffer()
-        self._spare = full
+        self.drain()  # the tiles are views of the buffer that the next rows overwrite
 
-    def drain(self, keep: int = 0) -> None:
-        """Write finished tiles in order until at most ``keep`` are pending."""
-        while len(self.pending) > keep or (self.pending and self.pending[0].done()):
+    def drain(self) -> None:
+        """Wait for every submitted tile and write them in order."""
+        while self.pending:
             data = self.pending.popleft().result()
             self.file.write(data)
             self.byte_counts.append(len(data))

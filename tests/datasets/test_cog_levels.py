@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from datasets.cog_levels import halve, predict
+from datasets.cog_levels import Codec, Pyramid, halve, predict
 
 
 def _block_means(rows: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -72,3 +72,24 @@ def test_the_predictor_interleaves_band_planar_tiles(dtype: str) -> None:
             flat[:, band::3] = np.cumsum(flat[:, band::3], axis=1) % 256
         planes = flat.astype(np.uint8).reshape(8, 4, 16 * 3).transpose(0, 2, 1)[:, :, ::-1]
         assert np.array_equal(np.ascontiguousarray(planes).view("<f4").reshape(8, 16, 3), view)
+
+
+def test_a_full_tile_row_is_compressed_before_add_returns(tmp_path) -> None:
+    """Compression runs while the caller waits, never beside its next work (the generator's
+    and the QA's threads), and each level reuses one row buffer."""
+    width, bands = 1200, 2
+    pyramid = Pyramid(width, 1100, bands, "uint16", 0, Codec("zstd", 1), tmp_path, 2)
+    try:
+        buffers = [level.buffer for level in pyramid.levels]
+        rows = np.arange(bands * 600 * width, dtype=np.uint16).reshape(bands, 600, width)
+        pyramid.add(rows)  # completes the first tile row of the full resolution only
+        level = pyramid.levels[0]
+        assert level.byte_counts and len(level.byte_counts) == level.columns
+        assert not any(lvl.pending for lvl in pyramid.levels)
+        pyramid.add(rows[:, :500])  # completes every level
+        assert all(lvl.buffer is buf for lvl, buf in zip(pyramid.levels, buffers, strict=True))
+        assert not any(lvl.pending for lvl in pyramid.levels)
+        tiles = [math.ceil(lvl.width / 512) * math.ceil(lvl.height / 512) for lvl in pyramid.levels]
+        assert [len(lvl.byte_counts) for lvl in pyramid.levels] == tiles == [9, 4, 1]
+    finally:
+        pyramid.close()
