@@ -72,6 +72,7 @@ class HostTuning(Callback):
         self.config = config
         self.settings: StepSettings | None = None
         self._threads_before: int | None = None
+        self._retaining = False
 
     @property
     def _settings(self) -> StepSettings:
@@ -103,6 +104,7 @@ class HostTuning(Callback):
             torch.set_num_threads(settings.threads)
         if settings.retain_freed_memory:
             set_malloc_retention(True)
+            self._retaining = True
         if settings.compile:
             module = cast("SRGANModule", pl_module)
             module.generator.compile()
@@ -124,12 +126,23 @@ class HostTuning(Callback):
             batch[:] = [to_channels_last(t) for t in batch]
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        settings = self._settings
         # NHWC is a training-speed choice; inference and metrics outside fit see plain NCHW.
-        if settings.channels_last:
+        if self._settings.channels_last:
             pl_module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-        if settings.retain_freed_memory:
+        self._restore_process()
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        # A failed or stopped fit (a step trial ends its fits this way) must not leave the
+        # process retaining freed memory or on other threads for whatever runs next in it.
+        self._restore_process()
+
+    def _restore_process(self) -> None:
+        """Undo the process-wide settings of this fit (once; each call after is a no-op)."""
+        if self._retaining:
             set_malloc_retention(False)
+            self._retaining = False
         if self._threads_before is not None:
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
