@@ -94,3 +94,19 @@ def test_no_history_without_the_recorder(make_config, datamodule, tmp_path):
     trainer.fit(SRGANModule(cfg), datamodule=datamodule)
     state = torch.load(last.last_path, weights_only=True)["srgan"]
     assert "val_history" not in state and state["iteration"] == 10
+
+
+class _FailAtFirstBatch(Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        raise RuntimeError("injected failure")
+
+
+def test_a_failed_fit_gives_back_heap_retention_and_threads(make_config, datamodule, tmp_path):
+    from srgan import heap
+
+    threads, users = torch.get_num_threads(), heap._users
+    cfg = make_config(trainer={"retain_freed_memory": True, "threads": threads + 1})
+    with pytest.raises(RuntimeError, match="injected"):
+        fit(cfg, datamodule, tmp_path, callbacks=[_FailAtFirstBatch()], final_validation=False)
+    assert heap._users == users
+    assert torch.get_num_threads() == threads
