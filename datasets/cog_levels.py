@@ -150,7 +150,8 @@ class _Level:
     ) -> None:
         self.width, self.height, self.bands, self.dtype = width, height, bands, dtype
         self.columns = math.ceil(width / TILE)
-        self.buffer = self._new_buffer()
+        # untouched until rows arrive: no page is faulted in before the first tile is computed
+        self.buffer = np.empty((bands, TILE, self.columns * TILE), dtype)
         self.filled = 0
         self.rows_in = 0
         self.file: BinaryIO = path.open("wb")
@@ -158,11 +159,6 @@ class _Level:
         self.pool = pool
         self.pending: deque[Future[bytes]] = deque()
         self.byte_counts: list[int] = []
-
-    def _new_buffer(self) -> np.ndarray:
-        buffer = np.empty((self.bands, TILE, self.columns * TILE), self.dtype)
-        buffer[:, :, self.width :] = 0  # the right tiles' padding
-        return buffer
 
     def add(self, rows: np.ndarray, compress: Callable[[bytes], bytes]) -> None:
         done = 0
@@ -177,6 +173,7 @@ class _Level:
 
     def _submit(self, compress: Callable[[bytes], bytes]) -> None:
         full = self.buffer
+        full[:, :, self.width :] = 0  # the right tiles' padding
         full[:, self.filled :] = 0  # the bottom tiles' padding
         for col in range(self.columns):
             tile = full[:, :, col * TILE : (col + 1) * TILE].transpose(1, 2, 0)

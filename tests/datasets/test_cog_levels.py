@@ -93,3 +93,38 @@ def test_a_full_tile_row_is_compressed_before_add_returns(tmp_path) -> None:
         assert [len(lvl.byte_counts) for lvl in pyramid.levels] == tiles == [9, 4, 1]
     finally:
         pyramid.close()
+
+
+def test_edge_tiles_are_padded_with_zeros_whatever_the_buffer_held(tmp_path) -> None:
+    """The right and bottom tiles' padding is written as zeros (as GDAL writes it), never as
+    whatever memory the level's buffer got."""
+    from numcodecs import Zstd
+
+    width, height, bands = 1200, 600, 2
+    pyramid = Pyramid(width, height, bands, "uint16", 0, Codec("zstd", 1), tmp_path, 2)
+    try:
+        for level in pyramid.levels:
+            level.buffer.fill(0xABCD)  # stands in for reused memory
+        rows = np.arange(1, bands * height * width + 1, dtype=np.uint64) % 60000 + 1
+        pyramid.add(rows.astype(np.uint16).reshape(bands, height, width))
+        pyramid.finish(predictor=2)
+        level0 = pyramid.levels[0]
+        data = level0.path.read_bytes()
+    finally:
+        pyramid.close()
+    offsets = np.cumsum([0, *level0.byte_counts])
+    tiles = [
+        np.frombuffer(Zstd().decode(data[a:b]), "<u2").reshape(512, 512, bands)
+        for a, b in itertools.pairwise(offsets)
+    ]
+    # undo the horizontal differencing of predictor 2 (modulo 2^16)
+    tiles = [np.cumsum(t.astype(np.uint64), axis=1) % 65536 for t in tiles]
+    right = width - 2 * 512  # valid columns of the right tiles
+    bottom = height - 512  # valid rows of the bottom tiles
+    assert len(tiles) == 6
+    for index, tile in enumerate(tiles):
+        if index % 3 == 2:
+            assert not tile[:, right:].any(), f"right padding of tile {index}"
+            assert tile[: (bottom if index >= 3 else 512), :right].all()
+        if index >= 3:
+            assert not tile[bottom:].any(), f"bottom padding of tile {index}"
