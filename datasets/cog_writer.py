@@ -1,13 +1,13 @@
 """Write a large raster strip by strip as a Cloud-Optimized GeoTIFF, atomically, in one pass.
 
 Rows are cut into 512 px tiles as they arrive; the tiles, and those of the overviews (2×2
-averages, cascaded level by level), are compressed by a thread pool while the caller keeps
-working, and appended to one data file per level (:mod:`datasets.cog_levels`). Publishing
+averages, cascaded level by level), are compressed by a thread pool on every core as each
+tile row fills, and appended to one data file per level (:mod:`datasets.cog_levels`). Publishing
 then only writes the TIFF directories (georeference, nodata and metadata copied from a
 one-pixel GeoTIFF that GDAL writes with the same profile: :mod:`datasets.tiff_layout`) and
 concatenates the compressed tiles behind them in COG order, smallest overview first; no pixel
-is read back, decompressed or compressed again. Memory stays bounded (about two tile rows per
-level) whatever the raster size.
+is read back, decompressed or compressed again. Memory stays bounded (one tile row per level)
+whatever the raster size.
 
 ``lzw`` has no encoder here: those rasters go through a temporary tiled GeoTIFF and GDAL's
 COG driver (a second pass over the data), as all rasters did before.
@@ -112,8 +112,8 @@ class CogWriter:
         threads: Compression threads.
 
     Attributes:
-        encode_wait_seconds: Time :meth:`write` spent waiting for the compression threads
-            (the compression work the caller's own work did not hide).
+        encode_wait_seconds: Time :meth:`write` and publishing spent in the one-pass encoder:
+            cutting tiles, averaging overviews and waiting for the compression threads.
 
     Raises:
         OutputError: The output cannot be written (raised on entry, by :meth:`write` or by
