@@ -31,6 +31,8 @@ import numpy as np
 from datasets.tiff_layout import Image
 
 TILE = 512
+#: Below this many pixels a level's rows are averaged in the caller's thread alone.
+PARALLEL_HALVE_PIXELS = 1 << 20
 DEFLATE, ZSTD = 8, 50000  # TIFF compression codes
 
 
@@ -105,18 +107,18 @@ def halve(rows: np.ndarray, nodata: float | None) -> np.ndarray:
 
 
 def _halve_uint16(rows: np.ndarray, nodata: float | None) -> np.ndarray:
-    """:func:`halve` of uint16 rows of even size, in a few contiguous passes.
+    """:func:`halve` of uint16 rows of even size, in a few passes.
 
-    Each pair of neighbouring pixels is read as one uint32 and summed as its two halves; a 2×2
-    block whose four pixels are valid has the mean ``(sum + 2) >> 2`` (rounded half up); only
-    blocks with nodata take the general ``(2·sum + count) // (2·count)``.
+    Each pair of rows is summed into uint32 first (whole rows, contiguous), then neighbouring
+    columns; a 2×2 block whose four pixels are valid has the mean ``(sum + 2) >> 2`` (rounded
+    half up); only blocks with nodata take the general ``(2·sum + count) // (2·count)``.
     """
-    pairs = np.ascontiguousarray(rows).view(np.uint32)
-    across = pairs & 0xFFFF
-    across += pairs >> 16
-    total = across[:, 0::2]
-    total += across[:, 1::2]
-    mean = ((total + 2) >> 2).astype(np.uint16)
+    down = rows[:, 0::2].astype(np.uint32)
+    down += rows[:, 1::2]
+    total = down[..., 0::2] + down[..., 1::2]
+    mean = total + 2
+    mean >>= 2
+    mean = mean.astype(np.uint16)
     if nodata is None:
         return mean
     missing = rows == nodata
@@ -249,7 +251,17 @@ class Pyramid:
         # an odd row waits for its partner; the image's odd last row has none and is dropped
         self._carry[index] = None if even == rows.shape[1] else rows[:, even:].copy()
         if even:
-            self._add(index + 1, halve(rows[:, :even], self.nodata))
+            self._add(index + 1, self._halve(rows[:, :even]))
+
+    def _halve(self, rows: np.ndarray) -> np.ndarray:
+        """:func:`halve`, band by band on the compression threads (idle here: every level
+        waits for its tiles before rows go on to the next)."""
+        if rows.shape[0] == 1 or rows.size < PARALLEL_HALVE_PIXELS:
+            return halve(rows, self.nodata)
+        bands = range(rows.shape[0])
+        return np.concatenate(
+            list(self._pool.map(lambda b: halve(rows[b : b + 1], self.nodata), bands))
+        )
 
     def finish(self, predictor: int) -> list[Image]:
         """Wait for every tile; returns the images, full resolution first.

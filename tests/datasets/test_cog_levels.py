@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from datasets import cog_levels
 from datasets.cog_levels import Codec, Pyramid, halve, predict
 
 
@@ -95,11 +96,22 @@ def test_a_full_tile_row_is_compressed_before_add_returns(tmp_path) -> None:
         pyramid.close()
 
 
+def _decoded_tiles(data: bytes, byte_counts: list[int], bands: int) -> list[np.ndarray]:
+    """A level's zstd tiles, decompressed, predictor 2 undone: ``(512, 512, bands)`` each."""
+    from numcodecs import Zstd
+
+    offsets = np.cumsum([0, *byte_counts])
+    tiles = [
+        np.frombuffer(Zstd().decode(data[a:b]), "<u2").reshape(512, 512, bands)
+        for a, b in itertools.pairwise(offsets)
+    ]
+    # undo the horizontal differencing of predictor 2 (modulo 2^16)
+    return [(np.cumsum(t.astype(np.uint64), axis=1) % 65536).astype(np.uint16) for t in tiles]
+
+
 def test_edge_tiles_are_padded_with_zeros_whatever_the_buffer_held(tmp_path) -> None:
     """The right and bottom tiles' padding is written as zeros (as GDAL writes it), never as
     whatever memory the level's buffer got."""
-    from numcodecs import Zstd
-
     width, height, bands = 1200, 600, 2
     pyramid = Pyramid(width, height, bands, "uint16", 0, Codec("zstd", 1), tmp_path, 2)
     try:
@@ -112,13 +124,7 @@ def test_edge_tiles_are_padded_with_zeros_whatever_the_buffer_held(tmp_path) -> 
         data = level0.path.read_bytes()
     finally:
         pyramid.close()
-    offsets = np.cumsum([0, *level0.byte_counts])
-    tiles = [
-        np.frombuffer(Zstd().decode(data[a:b]), "<u2").reshape(512, 512, bands)
-        for a, b in itertools.pairwise(offsets)
-    ]
-    # undo the horizontal differencing of predictor 2 (modulo 2^16)
-    tiles = [np.cumsum(t.astype(np.uint64), axis=1) % 65536 for t in tiles]
+    tiles = _decoded_tiles(data, level0.byte_counts, bands)
     right = width - 2 * 512  # valid columns of the right tiles
     bottom = height - 512  # valid rows of the bottom tiles
     assert len(tiles) == 6
@@ -128,3 +134,23 @@ def test_edge_tiles_are_padded_with_zeros_whatever_the_buffer_held(tmp_path) -> 
             assert tile[: (bottom if index >= 3 else 512), :right].all()
         if index >= 3:
             assert not tile[bottom:].any(), f"bottom padding of tile {index}"
+
+
+def test_large_overview_rows_averaged_on_the_threads_equal_the_averages(tmp_path) -> None:
+    """Rows large enough to be averaged band by band on the compression threads give the
+    same first overview as :func:`halve` of the whole rows, bands in order."""
+    width, height, bands = 2048, 1024, 3
+    assert bands * height * width >= cog_levels.PARALLEL_HALVE_PIXELS
+    rng = np.random.default_rng(5)
+    rows = rng.integers(1, 60000, (bands, height, width), dtype=np.uint16)
+    rows[1, 100:140, 300:333] = 0  # nodata in one band only
+    pyramid = Pyramid(width, height, bands, "uint16", 0, Codec("zstd", 1), tmp_path, 2)
+    try:
+        pyramid.add(rows)
+        pyramid.finish(predictor=2)
+        level1 = pyramid.levels[1]
+        tiles = _decoded_tiles(level1.path.read_bytes(), level1.byte_counts, bands)
+    finally:
+        pyramid.close()
+    overview = np.concatenate(tiles, axis=1)  # one tile row of two tiles: 512 × 1024
+    np.testing.assert_array_equal(overview.transpose(2, 0, 1), halve(rows, 0))
