@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import torch
+from heap_probe import large_block_is_mapped
 from lightning.pytorch import Callback, Trainer
 from PIL import Image
 
@@ -109,4 +112,6 @@ def test_a_failed_fit_gives_back_heap_retention_and_threads(make_config, datamod
     with pytest.raises(RuntimeError, match="injected"):
         fit(cfg, datamodule, tmp_path, callbacks=[_FailAtFirstBatch()], final_validation=False)
     assert heap._users == users
+    if platform.libc_ver()[0] == "glibc":  # freed memory is handed back again
+        assert large_block_is_mapped()
     assert torch.get_num_threads() == threads
