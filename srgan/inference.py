@@ -175,7 +175,7 @@ def load_inference_model(
     """
     uri = os.fspath(checkpoint)
     target = pick_device(device)
-    loaded = load_checkpoint(uri)
+    loaded = load_checkpoint(uri, mapped=True)  # the generator's weights are copied out
     config = _config_of(loaded, uri)
     weights, source = _weights_of(loaded["state_dict"], use_ema, uri)
     generator = generator_from_config(config)
