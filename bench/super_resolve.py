@@ -304,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         "super_resolve" + ("" if args.generator == "tiny" else f"-{args.generator}")
     )
     load_before = os.getloadavg()[0]
+    if args.work_dir is not None:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="s2sr-bench-", dir=args.work_dir))
     env = {"S2SR_TUNING": str(work / "tuning.json")}
     record: dict[str, Any] = {

@@ -187,9 +187,12 @@ def ratio_interval(
 
 
 def _pairs(specs: list[WorkloadSpec]) -> list[tuple[str, str]]:
-    """(ours, reference) workload names measured side by side."""
-    names = {s.name for s in specs}
-    return [(s.base, s.name) for s in specs if s.opensr is not None and s.base in names]
+    """(ours, reference) workload names measured side by side: every one of our workloads
+    (``adversarial``, ``adversarial+bf16`` …) whose base has an ``opensr:`` row."""
+    references = {s.base: s.name for s in specs if s.opensr is not None}
+    return [
+        (s.name, references[s.base]) for s in specs if s.opensr is None and s.base in references
+    ]
 
 
 def _per_run(results: list[dict[str, Any]]) -> list[float]:
@@ -294,8 +297,8 @@ def run_training(
                     rounds += 1
         summaries = [summarise(spec, runs[spec.name]) for spec in specs]
         for summary, spec in zip(summaries, specs, strict=True):
-            reference = next((r for o, r in pairs if o == spec.base), None)
-            if reference is not None and spec.opensr is None:
+            reference = dict(pairs).get(spec.name)
+            if reference is not None:
                 summary["ratio_to_reference"] = ratio_interval(
                     _per_run(runs[reference]), _per_run(runs[spec.name])
                 )

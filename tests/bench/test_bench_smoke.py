@@ -10,7 +10,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.report import SECTION, update_results_md
-from bench.training import ratio_interval
+from bench.training import _pairs, ratio_interval
 from bench.workloads import WorkloadError, parse_spec
 
 
@@ -42,6 +42,15 @@ def test_ratio_interval_narrows_with_consistent_pairs() -> None:
     assert steady["low"] <= steady["median"] <= steady["high"] and steady["pairs"] == 5
     noisy = ratio_interval([1.0, 1.6, 1.05, 1.55, 1.3], [1.0] * 5)
     assert noisy["spread"] > 0.05 and (noisy["min"], noisy["max"]) == (1.0, 1.6)
+
+
+def test_every_variant_of_a_base_is_paired_with_that_base_s_reference() -> None:
+    specs = [parse_spec(n) for n in ("adversarial", "adversarial+bf16", "pretrain")]
+    specs.append(parse_spec("opensr:adversarial"))
+    assert _pairs(specs) == [
+        ("adversarial", "opensr:adversarial"),
+        ("adversarial+bf16", "opensr:adversarial"),
+    ]
 
 
 def test_results_md_update_keeps_other_sections(tmp_path: Path) -> None:
