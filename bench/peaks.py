@@ -72,6 +72,8 @@ def measure(threads: int) -> dict[str, float]:
     out["conv_bf16"] = max(
         conv_flops(torch.bfloat16, cl, backward=False, repeats=2) for cl in (False, True)
     )
+    # the ceiling of bf16-mixed training, whose step runs NHWC
+    out["conv_bf16_nhwc_fwd_bwd"] = conv_flops(torch.bfloat16, True, backward=True, repeats=2)
     return out
 
 

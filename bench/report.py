@@ -76,15 +76,24 @@ def settings_label(settings: dict[str, Any] | None) -> str:
     return " ".join([*parts, settings["precision"]])
 
 
+def ceilings(
+    peaks: dict[str, Any], precision: str | None
+) -> tuple[float | None, float | None, float | None]:
+    """The conv forward, conv forward+backward and matmul peaks a row of ``precision`` is read
+    against: the bf16 probes for ``bf16-…`` rows (autocast runs the convolutions and matmuls
+    in bf16), the float32 ones otherwise. A training step spends about two thirds of its
+    FLOPs in backward passes, so forward+backward is its ceiling."""
+    kind = "bf16" if str(precision).startswith("bf16") else "fp32"
+    train = max(
+        (v for k, v in peaks.items() if k.startswith(f"conv_{kind}_") and k.endswith("_fwd_bwd")),
+        default=None,
+    )
+    return peaks.get(f"conv_{kind}"), train, peaks.get(f"matmul_{kind}")
+
+
 def training_table(payload: dict[str, Any]) -> str:
     """Markdown table of one training result set (see :func:`bench.training.summarise`)."""
     peaks = payload.get("peaks") or {}
-    conv_peak, matmul_peak = peaks.get("conv_fp32"), peaks.get("matmul_fp32")
-    # A training step spends about two thirds of its FLOPs in backward passes.
-    train_peak = max(
-        (v for k, v in peaks.items() if k.startswith("conv_fp32_") and k.endswith("_fwd_bwd")),
-        default=None,
-    )
     m = payload["machine"]
     cpu = f"{m['cpu']} ({isa_label(m)})"
     rows = {w["workload"]: w for w in payload["workloads"]}
@@ -99,6 +108,7 @@ def training_table(payload: dict[str, Any]) -> str:
         low, high = w["seconds_per_iteration_range"]
         before = rows.get(f"{name}+before")
         speedup = f"{before['seconds_per_iteration'] / s:.2f}×" if before else "–"
+        conv_peak, train_peak, matmul_peak = ceilings(peaks, w.get("precision"))
         lines.append(
             f"| `{name}` | {cpu} | {settings_label(w.get('step_settings'))}"
             f" | {s:.3f} ({low:.3f}–{high:.3f}) | {w['samples_per_second']:.1f}"
@@ -176,7 +186,12 @@ def render_training(payload: dict[str, Any]) -> str:
             f"{', '.join(f'`{m}`' for m in stubbed) or 'none'}.",
         ]
     if payload.get("peaks"):
-        parts += ["", "Measured peaks in the same invocation (best of the before/after probes):"]
+        parts += [
+            "",
+            "Measured peaks in the same invocation (best of the before/after probes); the "
+            "`of … peak` columns read float32 rows against the `fp32` peaks and bf16-mixed rows "
+            "against the `bf16` ones:",
+        ]
         parts += ["", peaks_table(payload["peaks"])]
     for workload in payload["workloads"]:
         if workload.get("profile"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
-from bench.report import SECTION, update_results_md
+from bench.report import SECTION, ceilings, update_results_md
 from bench.training import _pairs, ratio_interval
 from bench.workloads import WorkloadError, parse_spec
 
@@ -51,6 +51,22 @@ def test_every_variant_of_a_base_is_paired_with_that_base_s_reference() -> None:
         ("adversarial", "opensr:adversarial"),
         ("adversarial+bf16", "opensr:adversarial"),
     ]
+
+
+def test_bf16_rows_are_read_against_the_bf16_peaks() -> None:
+    peaks = {
+        "conv_fp32": 220e9,
+        "conv_fp32_nhwc_fwd_bwd": 190e9,
+        "conv_fp32_nchw_fwd_bwd": 180e9,
+        "matmul_fp32": 170e9,
+        "conv_bf16": 420e9,
+        "conv_bf16_nhwc_fwd_bwd": 300e9,
+        "matmul_bf16": 400e9,
+    }
+    assert ceilings(peaks, "32-true") == (220e9, 190e9, 170e9)
+    assert ceilings(peaks, "bf16-mixed") == (420e9, 300e9, 400e9)
+    # results recorded before the bf16 forward+backward probe existed
+    assert ceilings({"conv_bf16": 420e9}, "bf16-mixed") == (420e9, None, None)
 
 
 def test_results_md_update_keeps_other_sections(tmp_path: Path) -> None:
