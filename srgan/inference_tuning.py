@@ -37,15 +37,18 @@ KIND = "inference"
 DEFAULT_TILE_SIZE = 128
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_OVERLAP = 16
-#: LR tile edges tried, smallest first.
-TILE_CANDIDATES = (64, 96, 128, 192, 256, 384)
+#: LR tile edges tried, smallest first. None above 256: a scene's strips are a tile high and
+#: as wide as the output, so memory grows with the edge faster than speed does. On a 5490²
+#: scene of the 10 m preset (AMD EPYC, bf16) tile 384 ran the model 4–7 % faster than 256 and
+#: peaked at 2.8–3.0 GiB instead of 2.4 (issue #15: at most 2.5); ``--tile-size`` still takes
+#: any edge.
+TILE_CANDIDATES = (64, 96, 128, 192, 256)
 BATCH_CANDIDATES = (1, 2, 4, 8)
 #: Largest batch × tile² (LR pixels) tried: bounds the trial's (and the run's) memory.
 MAX_BATCH_PIXELS = 384 * 384
 #: Candidates this close to the fastest (share of its output MP/s) count as tied, about the
 #: trial's own run-to-run spread; the one with the fewest LR pixels per call (batch × tile²)
-#: wins. On a 5490² scene of the 10 m preset tile 384 measured 2 % faster than 256 and
-#: peaked at 2.9 GiB, 256 at about 2.2 GiB.
+#: wins: the smaller tile of two about as fast ones costs less memory.
 TIE_MARGIN = 0.03
 #: bfloat16 is only chosen when its output stays this close to float32's (mean absolute
 #: difference in the training normalisation, whose values span about 1).

@@ -85,6 +85,18 @@ def test_a_tile_barely_faster_does_not_win_over_a_smaller_one():
     assert smallest_of_the_fastest([trial[1], four_small], margin=0.1) == four_small
 
 
+def test_the_trial_never_picks_a_tile_above_256_even_when_larger_ones_run_faster(
+    tiny_checkpoint, monkeypatch
+):
+    # every call takes the same time, so each larger tile gives more output pixels per second
+    # and the trial climbs to its largest candidate: that must be 256 (memory grows with it)
+    model = load_inference_model(tiny_checkpoint, device="cpu", precision="float32")
+    monkeypatch.setattr(inference_tuning, "_time_call", lambda fn, sync, repeats: 0.1)
+    trial = tune_inference(model, precisions=("float32",), batches=(1,), repeats=1, store=False)
+    assert trial.best.tile_size == 256
+    assert max(c.tile_size for c in trial.candidates) == 256
+
+
 def test_bfloat16_too_far_from_float32_is_not_chosen(tiny_checkpoint, monkeypatch):
     model = load_inference_model(tiny_checkpoint, device="cpu", precision="float32")
     monkeypatch.setattr(inference_tuning, "BF16_TOLERANCE", 0.0)
