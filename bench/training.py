@@ -296,8 +296,9 @@ def run_training(
                     log(f"ratio spread above ±{settings.target_spread:.0%}: {wide}; one more round")
                     rounds += 1
         summaries = [summarise(spec, runs[spec.name]) for spec in specs]
+        references = dict(pairs)
         for summary, spec in zip(summaries, specs, strict=True):
-            reference = dict(pairs).get(spec.name)
+            reference = references.get(spec.name)
             if reference is not None:
                 summary["ratio_to_reference"] = ratio_interval(
                     _per_run(runs[reference]), _per_run(runs[spec.name])

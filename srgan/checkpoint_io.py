@@ -13,6 +13,7 @@ from typing import Any
 import fsspec
 import torch
 
+from datasets.output_location import is_remote, local_path
 from datasets.storage_errors import StorageError, diagnose_missing, storage_errors
 
 
@@ -51,13 +52,12 @@ def _unpickling_error(uri: str | Path, err: pickle.UnpicklingError) -> Checkpoin
 def mappable_file(uri: str | Path) -> str | None:
     """The local file ``uri`` names (a path or ``file://`` URL) when torch can map it (its
     zip format, which Lightning and ``torch.save`` write since torch 1.6), else ``None``."""
-    text = str(uri)
-    path = text.removeprefix("file://") if text.startswith("file://") else text
-    if "://" in path:
+    if is_remote(str(uri)):
         return None
+    path = local_path(str(uri))
     try:
         with open(path, "rb") as f:
-            return path if f.read(4) == b"PK\x03\x04" else None
+            return str(path) if f.read(4) == b"PK\x03\x04" else None
     except OSError:  # missing, a folder...: said by the ordinary read
         return None
 
