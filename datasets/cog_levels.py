@@ -5,7 +5,8 @@ row of 512 px tiles, hands the finished tiles to a thread pool that applies the 
 predictor and compresses them (zlib and zstd release the GIL, so compression runs beside the
 caller's work), and appends the compressed tiles, in row-major order, to its own data file.
 Every level also passes its rows, averaged 2×2, to the next level, so the overviews are built
-in the same pass. Memory stays at about two tile rows per level.
+in the same pass. Memory stays at about one tile row per level, whatever the size of the
+blocks of rows added.
 
 Example::
 
@@ -33,6 +34,9 @@ from datasets.tiff_layout import Image
 TILE = 512
 #: Below this many pixels a level's rows are averaged in the caller's thread alone.
 PARALLEL_HALVE_PIXELS = 1 << 20
+#: Rows taken into the pyramid per pass: averaging makes a few uint32 copies of its rows, so a
+#: tall block of full-width rows is halved a slice at a time (even, so no row waits).
+ROWS_PER_PASS = 128
 DEFLATE, ZSTD = 8, 50000  # TIFF compression codes
 
 
@@ -237,7 +241,8 @@ class Pyramid:
 
     def add(self, rows: np.ndarray) -> None:
         """Append ``(bands, n, width)`` rows of the full-resolution image, top to bottom."""
-        self._add(0, rows)
+        for first in range(0, rows.shape[1], ROWS_PER_PASS):
+            self._add(0, rows[:, first : first + ROWS_PER_PASS])
 
     def _add(self, index: int, rows: np.ndarray) -> None:
         level = self.levels[index]

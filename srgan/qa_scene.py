@@ -101,7 +101,7 @@ class SceneQAResult:
 
 
 #: LR rows the QA takes in one pass, whatever the strips it is handed.
-QA_STRIP_ROWS = 128
+QA_STRIP_ROWS = 32
 
 
 class SceneQA:

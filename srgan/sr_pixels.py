@@ -29,6 +29,12 @@ from srgan.tiled import Strip
 
 OutputDType = Literal["uint16", "float32"]
 
+#: Output rows masked, converted, written and scored in one pass of :meth:`StripSink.write`:
+#: a strip is a tile high and the output's full width, and every pass makes a few copies of its
+#: rows (uint16, masks, overview averages, the QA's float rows), so a whole strip at a time
+#: would cost gigabytes on a full-width scene.
+ROWS_PER_PASS = 128
+
 
 def output_nodata(input_nodata: float | None, dtype: OutputDType) -> float:
     """Nodata value of the output: ``nan`` for float32; for uint16 the input's, else 0.
@@ -140,18 +146,26 @@ class StripSink:
         return restored
 
     def write(self, strip: Strip) -> None:
-        """Mask nodata, convert and write one strip (its rows lie in the last rows read)."""
+        """Mask nodata, convert, write and score one strip (its rows lie in the last rows
+        read), :data:`ROWS_PER_PASS` output rows at a time."""
+        step = max(1, ROWS_PER_PASS // self.scale)
+        pixels = strip.pixels.numpy()
+        for first in range(0, strip.lr_rows, step):
+            n = min(step, strip.lr_rows - first)
+            rows = pixels[:, first * self.scale : (first + n) * self.scale]
+            self._write(strip.lr_row_off + first, n, rows)
+
+    def _write(self, lr_row_off: int, lr_rows: int, sr: np.ndarray) -> None:
         started = time.perf_counter()
-        first = strip.lr_row_off - self._row_off
-        lr = self._raw[:, first : first + strip.lr_rows]
+        first = lr_row_off - self._row_off
+        lr = self._raw[:, first : first + lr_rows]
         invalid = invalid_mask(lr, self.scene.nodata, self.scale)
-        sr = strip.pixels.numpy()
         if self.look is not None:
-            self.look.add(strip.lr_row_off, lr, sr, invalid)
+            self.look.add(lr_row_off, lr, sr, invalid)
         nodata = float("nan") if self.nodata is None else self.nodata
         out = to_output(sr, invalid, self.dtype, nodata)
         written = out if self.restore is None else self._restored(out, invalid)
-        self.writer.write(strip.hr_rows.start, written)
+        self.writer.write(lr_row_off * self.scale, written)
         self.seconds += time.perf_counter() - started
         if self.qa is not None:
-            self.qa.add(strip.lr_row_off, lr, out)
+            self.qa.add(lr_row_off, lr, out)

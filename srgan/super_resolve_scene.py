@@ -4,8 +4,10 @@ The glue between the scene readers, the tiled generator, the QA and the COG writ
 read one row of tiles at a time, normalised per tile exactly as in training, super-resolved,
 denormalised, blended, converted to uint16 reflectance ×10000 (or float32 reflectance), written
 strip by strip and scored by the consistency QA in the same pass. Memory is bounded by one row of
-tiles at the HR width, whatever the scene height (about ``bands × tile_size·scale × width·scale
-× 4`` bytes for the blend buffer, and as much again for the QA).
+tiles at the HR width, whatever the scene height: the blend buffer (``bands × tile_size·scale ×
+width·scale × 4`` bytes), the COG's row of 512 px tiles per level, and a few copies of
+:data:`~srgan.sr_pixels.ROWS_PER_PASS` output rows (converted, written and scored a slice of a
+strip at a time).
 
 Beside the COG go its QA sidecar (``<stem>_qa.tif``) and STAC Item (``<stem>.stac-item.json``);
 all three are checked writable before the model runs and published together (evidence first).

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.__main__ import main
@@ -148,3 +149,19 @@ def test_sr_profile_splits_the_forward_pass_into_convolutions_and_the_rest(
     monkeypatch.setattr(srgan.inference_graph, "_POINTWISE_CONV", None)
     unfused = sr_profile.measure(args)
     assert unfused["conv_gflop"] == pytest.approx(result["conv_gflop"])
+
+
+def test_a_full_width_strip_is_the_square_scene_s_top_rows(tmp_path: Path) -> None:
+    """``--rows``: a scene as wide as the square one and only as high as asked (memory
+    follows the width), with the square scene's pixels; its table row says its shape."""
+    import rasterio
+
+    from bench.super_resolve import _scene, synthesize_scene
+
+    with rasterio.open(synthesize_scene(600, tmp_path / "square.tif")) as square:
+        top = square.read(window=((0, 40), (0, 600)))
+    with rasterio.open(synthesize_scene(600, tmp_path / "strip.tif", rows=40)) as strip:
+        assert (strip.width, strip.height) == (600, 40)
+        assert np.array_equal(strip.read(), top)
+    assert _scene({"size": 600, "rows": 40}) == "600 × 40"
+    assert _scene({"size": 600, "rows": None}) == "600²"

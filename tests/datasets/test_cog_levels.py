@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,8 +141,8 @@ def test_edge_tiles_are_padded_with_zeros_whatever_the_buffer_held(tmp_path) -> 
 def test_large_overview_rows_averaged_on_the_threads_equal_the_averages(tmp_path) -> None:
     """Rows large enough to be averaged band by band on the compression threads give the
     same first overview as :func:`halve` of the whole rows, bands in order."""
-    width, height, bands = 2048, 1024, 3
-    assert bands * height * width >= cog_levels.PARALLEL_HALVE_PIXELS
+    width, height, bands = 4096, 1024, 3
+    assert bands * cog_levels.ROWS_PER_PASS * width >= cog_levels.PARALLEL_HALVE_PIXELS
     rng = np.random.default_rng(5)
     rows = rng.integers(1, 60000, (bands, height, width), dtype=np.uint16)
     rows[1, 100:140, 300:333] = 0  # nodata in one band only
@@ -152,5 +154,36 @@ def test_large_overview_rows_averaged_on_the_threads_equal_the_averages(tmp_path
         tiles = _decoded_tiles(level1.path.read_bytes(), level1.byte_counts, bands)
     finally:
         pyramid.close()
-    overview = np.concatenate(tiles, axis=1)  # one tile row of two tiles: 512 × 1024
+    overview = np.concatenate(tiles, axis=1)  # one tile row of four tiles: 512 × 2048
     np.testing.assert_array_equal(overview.transpose(2, 0, 1), halve(rows, 0))
+
+
+def test_a_tall_block_of_rows_is_averaged_a_slice_at_a_time(tmp_path, monkeypatch) -> None:
+    """Averaging makes uint32 copies of its rows: a block of rows of any height is taken
+    ``ROWS_PER_PASS`` rows at a time, into the same tiles as one row at a time."""
+    width, height, bands = 700, 1100, 2
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 60000, (bands, height, width), dtype=np.uint16)
+    averaged: list[int] = []
+
+    def counted(block: np.ndarray, nodata: float | None) -> np.ndarray:
+        averaged.append(block.shape[1])
+        return halve(block, nodata)
+
+    def levels(add: Callable[[Pyramid], None], folder: Path) -> list[bytes]:
+        folder.mkdir()
+        pyramid = Pyramid(width, height, bands, "uint16", 0, Codec("zstd", 1), folder, 2)
+        try:
+            add(pyramid)
+            pyramid.finish(predictor=2)
+            return [path.read_bytes() for path in pyramid.files]
+        finally:
+            pyramid.close()
+
+    monkeypatch.setattr(cog_levels, "halve", counted)
+    tall = levels(lambda p: p.add(rows), tmp_path / "tall")
+    assert max(averaged) == cog_levels.ROWS_PER_PASS
+    one_by_one = levels(
+        lambda p: [p.add(rows[:, i : i + 1]) for i in range(height)], tmp_path / "rows"
+    )
+    assert tall == one_by_one

@@ -3,6 +3,7 @@
 import platform
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
 from datasets.scenes import open_scene
 from datasets.storage_errors import BucketMissingError
+from srgan import sr_pixels
 from srgan.checkpointing import CheckpointError
 from srgan.inference import load_inference_model
 from srgan.sr_pixels import to_output
@@ -228,6 +230,52 @@ def test_glue_never_imports_prefect():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_strips_are_converted_written_and_scored_a_few_rows_at_a_time(
+    crop, checkpoint, tmp_path, monkeypatch
+):
+    """A strip is a tile high and the output's full width; its uint16 copy, masks, overview
+    averages and QA rows are made ``ROWS_PER_PASS`` output rows at a time, with the same
+    output and QA as a whole strip at once."""
+    heights: list[int] = []
+    original = CogWriter.write
+
+    def write(self, row_off, pixels):
+        if self.profile.height == CROP.height * 4:  # the output, not the QA sidecar
+            heights.append(pixels.shape[1])
+        return original(self, row_off, pixels)
+
+    monkeypatch.setattr(CogWriter, "write", write)
+    monkeypatch.setattr(sr_pixels, "ROWS_PER_PASS", 40)  # 10 LR rows; the strips have 24–48
+    passes = super_resolve_scene(crop, checkpoint, tmp_path / "passes.tif", **TILING)
+    assert max(heights) == 40 and sum(heights) == CROP.height * 4
+    monkeypatch.setattr(sr_pixels, "ROWS_PER_PASS", 10**6)
+    heights.clear()
+    whole = super_resolve_scene(crop, checkpoint, tmp_path / "whole.tif", **TILING)
+    assert max(heights) == 48 * 4  # the last strip, in one pass
+    with rasterio.open(passes.output) as a, rasterio.open(whole.output) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    scores = [_leaves(replace(r.qa, sidecar=None, seconds=0).as_dict()) for r in (passes, whole)]
+    assert scores[0].keys() == scores[1].keys()
+    for key, value in scores[1].items():
+        if isinstance(value, float):  # float sums in another order
+            assert scores[0][key] == pytest.approx(value, rel=1e-5, nan_ok=True), key
+        else:
+            assert scores[0][key] == value, key
+
+
+def _leaves(value, key=""):
+    """A nested summary as ``{"bands.0.shift_max": value, …}``."""
+    if isinstance(value, dict):
+        return {
+            k: v for name, item in value.items() for k, v in _leaves(item, f"{key}.{name}").items()
+        }
+    if isinstance(value, list):
+        return {
+            k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{key}.{i}").items()
+        }
+    return {key: value}
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
