@@ -38,26 +38,37 @@ class Quicklook:
         present = [bands.index(b) for b in RGB if b in bands]
         self.rgb = present if len(present) == 3 else [min(i, len(bands) - 1) for i in range(3)]
 
-    def add(self, lr_row_off: int, lr: np.ndarray, sr: np.ndarray, invalid: np.ndarray) -> None:
-        """Keep the crop's part of one strip.
+    def add(
+        self,
+        lr_row_off: int,
+        lr: np.ndarray,
+        sr: np.ndarray,
+        invalid: np.ndarray,
+        lr_col_off: int = 0,
+    ) -> None:
+        """Keep the crop's part of one block of rows (whole rows, or some of their columns).
 
         Args:
-            lr_row_off: First LR row of the strip.
-            lr: ``(C, n, width)`` LR input rows (reflectance ×10000).
-            sr: ``(C, n·scale, width·scale)`` SR rows (reflectance ×10000, float).
-            invalid: ``(n·scale, width·scale)`` bool nodata mask of the SR rows.
+            lr_row_off: First LR row of the block.
+            lr: ``(C, n, m)`` LR input (reflectance ×10000).
+            sr: ``(C, n·scale, m·scale)`` SR pixels (reflectance ×10000, float).
+            invalid: ``(n·scale, m·scale)`` bool nodata mask of the SR pixels.
+            lr_col_off: First LR column of the block.
         """
         edge, s = self.lr.shape[-1], self.scale
         first, last = max(lr_row_off, self.row), min(lr_row_off + lr.shape[1], self.row + edge)
-        if first >= last:
+        left = max(lr_col_off, self.col)
+        right = min(lr_col_off + lr.shape[2], self.col + edge)
+        if first >= last or left >= right:
             return
-        cols = slice(self.col, self.col + edge)
-        hr_cols = slice(self.col * s, (self.col + edge) * s)
         src = slice(first - lr_row_off, last - lr_row_off)
         dst = slice(first - self.row, last - self.row)
-        self.lr[:, dst] = lr[:, src, cols]
+        src_cols = slice(left - lr_col_off, right - lr_col_off)
+        dst_cols = slice(left - self.col, right - self.col)
+        self.lr[:, dst, dst_cols] = lr[:, src, src_cols]
         hr_src = slice(src.start * s, src.stop * s)
-        self.sr[:, dst.start * s : dst.stop * s] = np.where(
+        hr_cols = slice(src_cols.start * s, src_cols.stop * s)
+        self.sr[:, dst.start * s : dst.stop * s, dst_cols.start * s : dst_cols.stop * s] = np.where(
             invalid[hr_src, hr_cols], 0, sr[:, hr_src, hr_cols]
         )
 

@@ -197,9 +197,19 @@ def _upsampled_dft(data: Tensor, size: int, factor: int, offsets: Tensor) -> Ten
     return torch.matmul(kernel(offsets[:, 0], data.shape[2]), data.transpose(1, 2))
 
 
+def _batches(n: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+#: Image pairs phase-correlated per batch of FFTs: a full-width row of QA blocks has hundreds
+#: (blocks × bands), whose complex spectra would otherwise all be held at once.
+PAIRS_PER_BATCH = 64
+
+
 def phase_shifts(reference: np.ndarray, moving: np.ndarray, upsample: int = 20) -> np.ndarray:
     """Sub-pixel translations of ``moving`` relative to ``reference``, pair by pair, by phase
-    correlation; all pairs in one batch of FFTs (see :func:`phase_shift` for the method).
+    correlation; :data:`PAIRS_PER_BATCH` pairs per batch of FFTs (see :func:`phase_shift` for
+    the method).
 
     Args:
         reference: ``(N, h, w)`` float images.
@@ -209,6 +219,13 @@ def phase_shifts(reference: np.ndarray, moving: np.ndarray, upsample: int = 20) 
     Returns:
         ``(N, 2)`` float64 ``(dy, dx)`` per pair; ``nan`` for a pair where either image is flat.
     """
+    if len(reference) > PAIRS_PER_BATCH:
+        return np.concatenate(
+            [
+                phase_shifts(reference[i:j], moving[i:j], upsample)
+                for i, j in _batches(len(reference), PAIRS_PER_BATCH)
+            ]
+        )
     h, w = reference.shape[1:]
     # single precision (complex64 FFTs and matmuls): the refinement to 1/20 px is far above
     # float32's rounding

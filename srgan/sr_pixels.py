@@ -1,6 +1,7 @@
 """From generator output to output pixels: uint16 reflectance ×10000 or float32, nodata kept.
 
-:class:`StripSink` feeds the tiler LR rows of a scene and writes its finished SR strips.
+:class:`StripSink` feeds the tiler LR rows of a scene, converts its finished SR blocks into the
+output's pixel type as they come and writes each row of blocks (a strip) when it is complete.
 
 The generator outputs float32 reflectance ×10000 (after denormalisation); the output file holds
 ``uint16`` ×10000 (rounded, clipped to [0, 65535]) by default, or ``float32`` reflectance.
@@ -25,14 +26,13 @@ from datasets.harmonise import STORED_SCALE, Harmonisation
 from datasets.quicklook import Quicklook
 from datasets.scenes import Scene
 from srgan.qa_scene import SceneQA
-from srgan.tiled import Strip
+from srgan.tiled import Block
 
 OutputDType = Literal["uint16", "float32"]
 
-#: Output rows masked, converted, written and scored in one pass of :meth:`StripSink.write`:
-#: a strip is a tile high and the output's full width, and every pass makes a few copies of its
-#: rows (uint16, masks, overview averages, the QA's float rows), so a whole strip at a time
-#: would cost gigabytes on a full-width scene.
+#: Output rows written and scored in one pass of a finished strip: a strip is a tile high and
+#: the output's full width, and every pass makes a few copies of its rows (overview averages,
+#: the QA's float rows), so a whole strip at a time would cost gigabytes on a full-width scene.
 ROWS_PER_PASS = 128
 
 
@@ -92,7 +92,11 @@ def to_output(sr: np.ndarray, invalid: np.ndarray, dtype: OutputDType, nodata: f
 
 
 class StripSink:
-    """Reads LR rows for the tiler and turns its finished strips into written output rows.
+    """Reads LR rows for the tiler and turns its finished blocks into written output rows.
+
+    Each block is masked and converted as it arrives, into a strip buffer of the output's pixel
+    type (uint16: half the tiler's float32); a complete strip is written, and scored by the QA,
+    :data:`ROWS_PER_PASS` rows at a time.
 
     Args:
         scene: The open input scene.
@@ -103,10 +107,12 @@ class StripSink:
         qa: Scores every strip as written (same pass, no read-back), if given.
         restore: Write the product's digital numbers (this harmonisation undone) instead of
             harmonised values; the QA still sees harmonised values.
+        strip_rows: LR rows of the tallest strip (the tile size): the strip buffer is made
+            that tall once and reused (a taller strip makes it anew).
 
     Attributes:
-        seconds: Wall time spent masking, converting and writing strips (QA excluded: it
-            keeps its own time).
+        seconds: Wall time spent masking, converting and writing (QA excluded: it keeps its
+            own time).
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class StripSink:
         look: Quicklook | None,
         qa: SceneQA | None = None,
         restore: Harmonisation | None = None,
+        strip_rows: int = 0,
     ) -> None:
         self.scene = scene
         self.restore = restore
@@ -130,6 +137,7 @@ class StripSink:
         self.seconds = 0.0
         self._row_off = 0
         self._raw = np.empty((0, 0, 0), scene.dtype)
+        self._strip = np.empty((0, strip_rows * scale, 0), dtype)
 
     def read(self, row_off: int, n_rows: int) -> Tensor:
         """LR rows ``[row_off, row_off + n_rows)`` as float32 reflectance ×10000."""
@@ -145,27 +153,48 @@ class StripSink:
         restored[:, invalid] = out[:, invalid]
         return restored
 
-    def write(self, strip: Strip) -> None:
-        """Mask nodata, convert, write and score one strip (its rows lie in the last rows
-        read), :data:`ROWS_PER_PASS` output rows at a time."""
-        step = max(1, ROWS_PER_PASS // self.scale)
-        pixels = strip.pixels.numpy()
-        for first in range(0, strip.lr_rows, step):
-            n = min(step, strip.lr_rows - first)
-            rows = pixels[:, first * self.scale : (first + n) * self.scale]
-            self._write(strip.lr_row_off + first, n, rows)
-
-    def _write(self, lr_row_off: int, lr_rows: int, sr: np.ndarray) -> None:
-        started = time.perf_counter()
+    def _lr(self, lr_row_off: int, lr_rows: int) -> np.ndarray:
+        """The LR input rows (all columns) of output rows from the last rows read."""
         first = lr_row_off - self._row_off
-        lr = self._raw[:, first : first + lr_rows]
-        invalid = invalid_mask(lr, self.scene.nodata, self.scale)
+        return self._raw[:, first : first + lr_rows]
+
+    def write(self, block: Block) -> None:
+        """Mask and convert one block (its rows lie in the last rows read); write the strip
+        when the block completes it."""
+        started = time.perf_counter()
+        s = self.scale
+        if block.lr_col_off == 0 and (
+            self._strip.shape[1] < block.lr_rows * s or not self._strip.shape[2]
+        ):
+            tallest = max(block.lr_rows * s, self._strip.shape[1])
+            shape = (len(self.scene.bands), tallest, self.scene.width * s)
+            self._strip = np.empty(shape, self.dtype)
+        cols = slice(block.lr_col_off, block.lr_col_off + block.lr_cols)
+        lr = self._lr(block.lr_row_off, block.lr_rows)[:, :, cols]
+        invalid = invalid_mask(lr, self.scene.nodata, s)
+        sr = block.pixels.numpy()
         if self.look is not None:
-            self.look.add(lr_row_off, lr, sr, invalid)
+            self.look.add(block.lr_row_off, lr, sr, invalid, lr_col_off=block.lr_col_off)
         nodata = float("nan") if self.nodata is None else self.nodata
-        out = to_output(sr, invalid, self.dtype, nodata)
-        written = out if self.restore is None else self._restored(out, invalid)
-        self.writer.write(lr_row_off * self.scale, written)
+        rows = block.lr_rows * s
+        self._strip[:, :rows, block.hr_cols] = to_output(sr, invalid, self.dtype, nodata)
         self.seconds += time.perf_counter() - started
-        if self.qa is not None:
-            self.qa.add(lr_row_off, lr, out)
+        if block.ends_row:
+            self._write_strip(block.lr_row_off, block.lr_rows)
+
+    def _write_strip(self, lr_row_off: int, lr_rows: int) -> None:
+        """Write and score the complete strip, :data:`ROWS_PER_PASS` output rows at a time."""
+        step = max(1, ROWS_PER_PASS // self.scale)
+        for first in range(0, lr_rows, step):
+            started = time.perf_counter()
+            n = min(step, lr_rows - first)
+            lr = self._lr(lr_row_off + first, n)
+            out = self._strip[:, first * self.scale : (first + n) * self.scale]
+            if self.restore is None:
+                written = out
+            else:
+                written = self._restored(out, invalid_mask(lr, self.scene.nodata, self.scale))
+            self.writer.write((lr_row_off + first) * self.scale, written)
+            self.seconds += time.perf_counter() - started
+            if self.qa is not None:
+                self.qa.add(lr_row_off + first, lr, out)

@@ -4,10 +4,11 @@ The glue between the scene readers, the tiled generator, the QA and the COG writ
 read one row of tiles at a time, normalised per tile exactly as in training, super-resolved,
 denormalised, blended, converted to uint16 reflectance ×10000 (or float32 reflectance), written
 strip by strip and scored by the consistency QA in the same pass. Memory is bounded by one row of
-tiles at the HR width, whatever the scene height: the blend buffer (``bands × tile_size·scale ×
-width·scale × 4`` bytes), the COG's row of 512 px tiles per level, and a few copies of
-:data:`~srgan.sr_pixels.ROWS_PER_PASS` output rows (converted, written and scored a slice of a
-strip at a time).
+tiles at the HR width, whatever the scene height: the strip in the output's pixel type
+(``bands × tile_size·scale × width·scale × 2`` bytes for uint16; the blending's float32 is only
+a batch of tiles wide, and the overlap's rows), the COG's row of 512 px tiles per level, and a
+few copies of :data:`~srgan.sr_pixels.ROWS_PER_PASS` output rows (written and scored a slice of
+a strip at a time).
 
 Beside the COG go its QA sidecar (``<stem>_qa.tif``) and STAC Item (``<stem>.stac-item.json``);
 all three are checked writable before the model runs and published together (evidence first).
@@ -286,9 +287,11 @@ def super_resolve_scene(
             threads=threads,
         ) as writer:
             restore = opened.harmonisation if reapply_offset else None
-            sink = StripSink(opened, s, writer, dtype, look, scene_qa, restore)
-            for strip in tiler.stream(sink.read, height, width):
-                sink.write(strip)
+            sink = StripSink(
+                opened, s, writer, dtype, look, scene_qa, restore, strip_rows=min(tile_size, height)
+            )
+            for block in tiler.stream(sink.read, height, width):
+                sink.write(block)
             qa_started = time.perf_counter()
             checked = scene_qa.finish()
             try:

@@ -9,19 +9,25 @@ keep their full weight. Windows are divided by the sum of all windows covering a
 is separable too (``Σ_ij wy_i·wx_j = (Σ_i wy_i)(Σ_j wx_j)``), so the blend is an exact weighted
 mean without a per-pixel weight buffer.
 
-Rows of tiles are processed top to bottom; HR rows that no later tile row touches are final and
-are handed out as a :class:`Strip`, so memory is bounded by one row of tiles at the HR width,
-whatever the image height.
+Rows of tiles are processed top to bottom, and each row's tiles left to right, a batch at a
+time. HR pixels that no later tile touches are final and are handed out as a :class:`Block`:
+after each batch, the rows no later tile row touches, in the columns no later tile of the row
+touches. Only the columns still being summed are held in float32 (a batch of tiles wide), and
+the rows the next tile row adds to (the overlap, at the image's full width): memory does not
+grow with the image's height, and at its width only by the overlap's rows, so the consumer
+decides what a finished row costs (:class:`~srgan.sr_pixels.StripSink` keeps it in the output's
+pixel type).
 
 Example::
 
     tiler = TiledSuperResolver(model.predict, scale=4, tile_size=128, overlap=16)
-    for strip in tiler.stream(lambda row, rows: lr[:, row : row + rows], *lr.shape[-2:]):
-        out[:, strip.hr_rows] = strip.pixels
+    for block in tiler.stream(lambda row, rows: lr[:, row : row + rows], *lr.shape[-2:]):
+        out[:, block.hr_rows, block.hr_cols] = block.pixels
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -108,26 +114,43 @@ def axis_windows(length: int, tile: int, starts: list[int], scale: int) -> list[
 
 
 @dataclass(frozen=True)
-class Strip:
-    """Finished SR rows: LR rows ``[lr_row_off, lr_row_off + lr_rows)`` super-resolved.
+class Block:
+    """Finished SR pixels: LR rows ``[lr_row_off, lr_row_off + lr_rows)`` and LR columns
+    ``[lr_col_off, lr_col_off + lr_cols)`` super-resolved.
+
+    The blocks of one row of tiles share its rows and arrive left to right; the one with
+    :attr:`ends_row` completes the rows, and the next block starts the rows below.
 
     Attributes:
-        lr_row_off: First LR row covered.
-        lr_rows: Number of LR rows covered.
-        pixels: ``(C, lr_rows·scale, width·scale)`` float32, in the predictor's output units.
-            A view of the blending buffer, valid until the next strip is requested: copy it
-            (or write it out) before asking for more; the buffer is reused to bound memory.
+        lr_row_off, lr_rows: The LR rows covered.
+        lr_col_off, lr_cols: The LR columns covered.
+        pixels: ``(C, lr_rows·scale, lr_cols·scale)`` float32, in the predictor's output units.
+            A view of the blending buffer, valid until the next block is requested: copy it
+            (or write it out) before asking for more; it may be overwritten in place.
+        ends_row: The block reaches the image's right edge.
     """
 
     lr_row_off: int
     lr_rows: int
+    lr_col_off: int
+    lr_cols: int
     pixels: Tensor
+    ends_row: bool
+
+    @property
+    def scale(self) -> int:
+        """The upscaling factor (HR rows per LR row)."""
+        return self.pixels.shape[-2] // self.lr_rows
 
     @property
     def hr_rows(self) -> slice:
         """The HR rows of :attr:`pixels` as a slice of the full SR image."""
-        scale = self.pixels.shape[-2] // self.lr_rows
-        return slice(self.lr_row_off * scale, (self.lr_row_off + self.lr_rows) * scale)
+        return slice(self.lr_row_off * self.scale, (self.lr_row_off + self.lr_rows) * self.scale)
+
+    @property
+    def hr_cols(self) -> slice:
+        """The HR columns of :attr:`pixels` as a slice of the full SR image."""
+        return slice(self.lr_col_off * self.scale, (self.lr_col_off + self.lr_cols) * self.scale)
 
 
 @dataclass
@@ -187,8 +210,8 @@ class TiledSuperResolver:
             tile_starts(width, self.tile_size, self.overlap),
         )
 
-    def stream(self, read_rows: ReadRows, height: int, width: int) -> Iterator[Strip]:
-        """Super-resolve an LR image of ``height × width`` pixels, yielding finished strips.
+    def stream(self, read_rows: ReadRows, height: int, width: int) -> Iterator[Block]:
+        """Super-resolve an LR image of ``height × width`` pixels, yielding finished blocks.
 
         Args:
             read_rows: Returns LR rows ``[row_off, row_off + n_rows)`` as ``(C, n_rows, width)``
@@ -197,8 +220,9 @@ class TiledSuperResolver:
             width: LR image width in pixels.
 
         Yields:
-            :class:`Strip` objects covering rows ``0 … height`` in order, without gaps; each
-            strip's pixels are overwritten when the next one is requested.
+            :class:`Block` objects tiling the image without gaps: rows top to bottom, and within
+            a row of blocks columns left to right; each block's pixels are overwritten when the
+            next one is requested.
 
         Raises:
             ValueError: ``predict`` returned a tensor of the wrong shape.
@@ -208,13 +232,26 @@ class TiledSuperResolver:
         total, done = len(ys) * len(xs), 0
         wy = axis_windows(height, self.tile_size, ys, s)
         wx = axis_windows(width, self.tile_size, xs, s)
-        acc: Tensor | None = None  # HR rows of the current tile row; row 0 is LR row y0
+        # a batch's tiles start at most tile - overlap apart: B tiles span at most B tiles
+        span = min(width, self.batch_size * tile_w) * s
+        # rows a tile row leaves to the next one (their overlap), at most
+        carried = max([tile_h - (b - a) for a, b in itertools.pairwise(ys)], default=0) * s
+        window: Tensor | None = None  # the tile row's HR rows, columns from `left` on
+        # rows the previous tile row left unfinished and those this one leaves, full width: two
+        # buffers of the largest overlap, reused (no heap churn of full-width blocks)
+        unfinished: list[Tensor] = []
+        above = torch.zeros(0)
         for i, y0 in enumerate(ys):
             started = time.perf_counter()
             rows = read_rows(y0, tile_h)
             self.timings.read += time.perf_counter() - started
-            if acc is None:
-                acc = torch.zeros(rows.shape[0], tile_h * s, width * s)
+            if window is None:
+                window = torch.zeros(rows.shape[0], tile_h * s, span)
+                unfinished = [torch.empty(rows.shape[0], carried, width * s) for _ in range(2)]
+                above = unfinished[1][:, :0]
+            final = (ys[i + 1] if i + 1 < len(ys) else height) - y0
+            below = unfinished[i % 2][:, : (tile_h - final) * s]
+            left = 0  # first HR column not yet handed out
             for first in range(0, len(xs), self.batch_size):
                 batch_x = xs[first : first + self.batch_size]
                 tiles = torch.stack([rows[:, :, x : x + tile_w] for x in batch_x])
@@ -227,14 +264,30 @@ class TiledSuperResolver:
                     self.progress(done, total)
                 started = time.perf_counter()
                 for k, x in enumerate(batch_x):
-                    acc[:, :, x * s : (x + tile_w) * s] += out[k]
+                    window[:, :, x * s - left : (x + tile_w) * s - left] += out[k]
+                following = first + len(batch_x)
+                # columns left of the row's next tile are final; so are the rows above `final`
+                right = xs[following] * s if following < len(xs) else width * s
+                block = window[:, :, : right - left]
+                block[:, : above.shape[1]] += above[:, :, left:right]
+                below[:, :, left:right] = block[:, final * s :]
                 self.timings.blend += time.perf_counter() - started
-            final = (ys[i + 1] if i + 1 < len(ys) else height) - y0
-            yield Strip(y0, final, acc[:, : final * s])
-            # rows past the next tile row's start still expect its contributions: shift them up
-            carry = (tile_h - final) * s
-            acc[:, :carry] = acc[:, final * s :].clone()
-            acc[:, carry:] = 0
+                yield Block(
+                    y0,
+                    final,
+                    left // s,
+                    (right - left) // s,
+                    block[:, : final * s],
+                    right == width * s,
+                )
+                # the columns the next batch adds to move to the front of the window
+                started = time.perf_counter()
+                end = (batch_x[-1] + tile_w) * s
+                window[:, :, : end - right] = window[:, :, right - left : end - left].clone()
+                window[:, :, end - right :] = 0
+                left = right
+                self.timings.blend += time.perf_counter() - started
+            above = below
 
     def _predict(self, tiles: Tensor, weights: Tensor) -> Tensor:
         """Weighted SR tiles ``(B, C, H, W)`` on the CPU; weighting runs where the model ran."""
@@ -257,5 +310,8 @@ class TiledSuperResolver:
 
     def run(self, lr: Tensor) -> Tensor:
         """Super-resolve a whole in-memory ``(C, h, w)`` LR image to ``(C, h·scale, w·scale)``."""
-        strips = self.stream(lambda row, n: lr[:, row : row + n].float(), *lr.shape[-2:])
-        return torch.cat([strip.pixels.clone() for strip in strips], dim=1)
+        (c, h, w), s = lr.shape, self.scale
+        out = torch.empty(c, h * s, w * s)
+        for block in self.stream(lambda row, n: lr[:, row : row + n].float(), h, w):
+            out[:, block.hr_rows, block.hr_cols] = block.pixels
+        return out

@@ -53,21 +53,34 @@ def test_tiled_result_of_a_pointwise_predictor_equals_the_untiled_one(shape):
     torch.testing.assert_close(tiled, nearest(lr[None])[0])
 
 
-def test_stream_reads_each_row_range_once_top_to_bottom_and_yields_contiguous_strips():
-    lr = torch.rand(2, 50, 20)
+def test_stream_reads_each_row_range_once_top_to_bottom_and_yields_contiguous_blocks():
+    """Blocks tile the image: rows top to bottom, each row's columns left to right, the last
+    block of a row at the right edge; every block is a batch of tiles (or less) wide."""
+    lr = torch.rand(2, 50, 45)
     reads = []
 
     def read(row, n):
         reads.append((row, n))
         return lr[:, row : row + n]
 
-    tiler = TiledSuperResolver(nearest, scale=4, tile_size=16, overlap=4)
-    strips = [(s.lr_row_off, s.lr_rows, s.pixels.shape) for s in tiler.stream(read, 50, 20)]
+    tiler = TiledSuperResolver(nearest, scale=4, tile_size=16, overlap=4, batch_size=2)
+    blocks = [
+        (b.lr_row_off, b.lr_rows, b.lr_col_off, b.lr_cols, b.ends_row, b.pixels.shape)
+        for b in tiler.stream(read, 50, 45)
+    ]
     assert [r for r, _ in reads] == sorted({r for r, _ in reads})
-    assert strips[0][0] == 0 and sum(n for _, n, _ in strips) == 50
+    strips = [b for b in blocks if b[2] == 0]
+    assert strips[0][0] == 0 and sum(b[1] for b in strips) == 50
     assert all(a[0] + a[1] == b[0] for a, b in pairwise(strips))
-    assert all(shape == (2, n * 4, 80) for _, n, shape in strips)
-    assert tiler.timings.tiles == len(reads) * len(tile_starts(20, 16, 4))
+    for a, b in pairwise(blocks):
+        if a[4]:  # the row is complete: the next block starts the rows below at column 0
+            assert (b[0], b[2]) == (a[0] + a[1], 0)
+        else:
+            assert (b[0], b[1], b[2]) == (a[0], a[1], a[2] + a[3])
+    assert all(b[4] == (b[2] + b[3] == 45) for b in blocks) and blocks[-1][4]
+    assert all(b[5] == (2, b[1] * 4, b[3] * 4) and 0 < b[3] <= 2 * 16 for b in blocks)
+    assert len(blocks) > len(strips) > 1
+    assert tiler.timings.tiles == len(reads) * len(tile_starts(45, 16, 4))
 
 
 def test_predictor_with_the_wrong_scale_is_refused():

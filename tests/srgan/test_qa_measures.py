@@ -137,3 +137,28 @@ def test_a_batch_of_shifts_is_each_pair_alone(hr):
     assert np.array_equal(batch[:4], np.array(alone))
     assert np.allclose(batch[:4], [(1, -2)] * 4, atol=0.1)
     assert np.isnan(batch[4]).all()
+
+
+def test_many_pairs_are_correlated_a_bounded_batch_at_a_time(hr, monkeypatch):
+    """A full-width row of QA blocks has hundreds of pairs: their spectra are made
+    ``PAIRS_PER_BATCH`` pairs at a time, with the shifts of one batch."""
+    from srgan import qa_measures
+    from srgan.qa_measures import phase_shifts
+
+    lr = Degradation().degrade(hr, 4, bands=BANDS).astype(np.float32)
+    reference = np.concatenate([lr, lr[::-1]])  # 8 pairs, each shifted its own way
+    moving = np.stack([np.roll(r, (k % 3, -k), axis=(0, 1)) for k, r in enumerate(reference)])
+    whole = phase_shifts(reference, moving, upsample=10)
+    sizes: list[int] = []
+    fft2 = torch.fft.fft2
+
+    def counted(x, *args, **kwargs):
+        sizes.append(x.shape[0])
+        return fft2(x, *args, **kwargs)
+
+    monkeypatch.setattr(qa_measures, "PAIRS_PER_BATCH", 3)
+    monkeypatch.setattr(torch.fft, "fft2", counted)
+    batched = phase_shifts(reference, moving, upsample=10)
+    assert max(sizes) == 3 and sum(sizes) == 2 * len(reference)
+    assert np.array_equal(batched, whole)
+    assert np.allclose(whole, [(k % 3, -k) for k in range(8)], atol=0.11)
