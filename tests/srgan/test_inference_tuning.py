@@ -97,6 +97,16 @@ def test_the_trial_never_picks_a_tile_above_256_even_when_larger_ones_run_faster
     assert max(c.tile_size for c in trial.candidates) == 256
 
 
+def test_the_trial_never_puts_more_than_one_256_px_tile_in_a_call(tiny_checkpoint, monkeypatch):
+    # every call takes the same time, so more tiles per call would always win: the trial still
+    # stops at one tile of 256² LR pixels per call (the memory a full-width scene was measured in)
+    model = load_inference_model(tiny_checkpoint, device="cpu", precision="float32")
+    monkeypatch.setattr(inference_tuning, "_time_call", lambda fn, sync, repeats: 0.1)
+    trial = tune_inference(model, precisions=("float32",), repeats=1, store=False)
+    assert (trial.best.tile_size, trial.best.batch_size) == (256, 1)
+    assert max(c.batch_size * c.tile_size**2 for c in trial.candidates) == 256**2
+
+
 def test_bfloat16_too_far_from_float32_is_not_chosen(tiny_checkpoint, monkeypatch):
     model = load_inference_model(tiny_checkpoint, device="cpu", precision="float32")
     monkeypatch.setattr(inference_tuning, "BF16_TOLERANCE", 0.0)
