@@ -21,9 +21,9 @@ Run::
     python -m bench.super_resolve --quick                         # a 1024² scene, about a minute
     python -m bench.super_resolve --generator 10m --sizes 10980 --rows 768 --name ...  # memory
 
-Memory follows the scene's width, not its area (strips are as wide as the output), so a
-full-width scene a few strips high (``--rows``) peaks as the whole scene does in a fraction
-of its time.
+The buffers a scene needs follow its width, not its area (strips are as wide as the output),
+so a full-width scene a few strips high (``--rows``) measures them in a fraction of the whole
+scene's time; the whole scene's peak is higher (the heap grows with the rows written).
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rows",
         type=int,
         default=None,
-        help="scene height (default: the size): a full-width strip peaks as the whole scene does",
+        help="scene height (default: the size): a full-width scene's buffers in less time",
     )
     parser.add_argument("--generator", choices=sorted(GENERATORS), default="tiny")
     parser.add_argument("--threads", type=int, default=2)

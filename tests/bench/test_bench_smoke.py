@@ -152,8 +152,8 @@ def test_sr_profile_splits_the_forward_pass_into_convolutions_and_the_rest(
 
 
 def test_a_full_width_strip_is_the_square_scene_s_top_rows(tmp_path: Path) -> None:
-    """``--rows``: a scene as wide as the square one and only as high as asked (memory
-    follows the width), with the square scene's pixels; its table row says its shape."""
+    """``--rows``: a scene as wide as the square one and only as high as asked (a scene's
+    buffers follow its width), with the square scene's pixels; its table row says its shape."""
     import rasterio
 
     from bench.super_resolve import _scene, synthesize_scene
