@@ -197,10 +197,6 @@ def _upsampled_dft(data: Tensor, size: int, factor: int, offsets: Tensor) -> Ten
     return torch.matmul(kernel(offsets[:, 0], data.shape[2]), data.transpose(1, 2))
 
 
-def _batches(n: int, size: int) -> list[tuple[int, int]]:
-    return [(i, min(i + size, n)) for i in range(0, n, size)]
-
-
 #: Image pairs phase-correlated per batch of FFTs: a full-width row of QA blocks has hundreds
 #: (blocks × bands), whose complex spectra would otherwise all be held at once.
 PAIRS_PER_BATCH = 64
@@ -219,11 +215,12 @@ def phase_shifts(reference: np.ndarray, moving: np.ndarray, upsample: int = 20) 
     Returns:
         ``(N, 2)`` float64 ``(dy, dx)`` per pair; ``nan`` for a pair where either image is flat.
     """
-    if len(reference) > PAIRS_PER_BATCH:
+    step = PAIRS_PER_BATCH
+    if len(reference) > step:
         return np.concatenate(
             [
-                phase_shifts(reference[i:j], moving[i:j], upsample)
-                for i, j in _batches(len(reference), PAIRS_PER_BATCH)
+                phase_shifts(reference[i : i + step], moving[i : i + step], upsample)
+                for i in range(0, len(reference), step)
             ]
         )
     h, w = reference.shape[1:]

@@ -137,7 +137,8 @@ class StripSink:
         self.seconds = 0.0
         self._row_off = 0
         self._raw = np.empty((0, 0, 0), scene.dtype)
-        self._strip = np.empty((0, strip_rows * scale, 0), dtype)
+        # untouched pages until blocks arrive: no memory is faulted in before the first tile
+        self._strip = np.empty((len(scene.bands), strip_rows * scale, scene.width * scale), dtype)
 
     def read(self, row_off: int, n_rows: int) -> Tensor:
         """LR rows ``[row_off, row_off + n_rows)`` as float32 reflectance ×10000."""
@@ -163,12 +164,9 @@ class StripSink:
         when the block completes it."""
         started = time.perf_counter()
         s = self.scale
-        if block.lr_col_off == 0 and (
-            self._strip.shape[1] < block.lr_rows * s or not self._strip.shape[2]
-        ):
-            tallest = max(block.lr_rows * s, self._strip.shape[1])
-            shape = (len(self.scene.bands), tallest, self.scene.width * s)
-            self._strip = np.empty(shape, self.dtype)
+        rows = block.lr_rows * s
+        if block.lr_col_off == 0 and self._strip.shape[1] < rows:
+            self._strip = np.empty((self._strip.shape[0], rows, self._strip.shape[2]), self.dtype)
         cols = slice(block.lr_col_off, block.lr_col_off + block.lr_cols)
         lr = self._lr(block.lr_row_off, block.lr_rows)[:, :, cols]
         invalid = invalid_mask(lr, self.scene.nodata, s)
@@ -176,7 +174,6 @@ class StripSink:
         if self.look is not None:
             self.look.add(block.lr_row_off, lr, sr, invalid, lr_col_off=block.lr_col_off)
         nodata = float("nan") if self.nodata is None else self.nodata
-        rows = block.lr_rows * s
         self._strip[:, :rows, block.hr_cols] = to_output(sr, invalid, self.dtype, nodata)
         self.seconds += time.perf_counter() - started
         if block.ends_row:
