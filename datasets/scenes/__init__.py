@@ -5,7 +5,8 @@ Every layout is opened with :func:`open_scene` (local paths or ``s3://``) and yi
 """
 
 from datasets.scenes.bands import DEFAULT_BANDS, NATIVE_RESOLUTION, S2_BANDS
-from datasets.scenes.base import GDAL_CACHE_BYTES, BandSource, Scene, bounded_block_cache
+from datasets.scenes.base import BandSource, Scene
+from datasets.scenes.block_cache import GDAL_CACHE_BYTES, bounded_block_cache
 from datasets.scenes.detect import find_scenes, open_scene
 from datasets.scenes.grid import RESAMPLING
 

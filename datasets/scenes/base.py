@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
@@ -21,21 +20,6 @@ from datasets.errors import HarmonisationError, MaskError, SceneFetchError, Scen
 from datasets.harmonise import Harmonisation
 from datasets.scenes.grid import Grid, resampling_method, target_grid
 from datasets.scenes.storage import SceneStore, fetch_failed, gdal_message, looks_unavailable
-
-#: GDAL's raster block cache while a scene is read or an output written (bytes). GDAL's default,
-#: 5 % of RAM (1.2 GB on 24 GB, 6.4 GB on 128 GB), keeps every decoded block of a scene that
-#: stays open while it is read strip by strip, so memory grows with the scene's height. A strip
-#: needs only the current row of file tiles (~90 MB for four bands of 1024² JP2 tiles across
-#: 10 980 px), which this still holds, so no tile is decoded twice.
-GDAL_CACHE_BYTES = 256 * 2**20
-
-
-def bounded_block_cache() -> rasterio.Env:
-    """A :class:`rasterio.Env` capping GDAL's block cache at :data:`GDAL_CACHE_BYTES`.
-
-    Enter it around the whole read (and write) of a scene; GDAL's previous cap returns on exit.
-    """
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 @dataclass(frozen=True)

