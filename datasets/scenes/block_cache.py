@@ -5,9 +5,10 @@ machine's memory (1.2 GB on 24 GB, 6.4 GB on 128 GB). A scene stays open for its
 strip by strip, so the cache would keep every decoded block of it and memory would grow with
 the scene's height. :func:`bounded_block_cache` caps it for the work in its ``with`` block.
 
-The cap is the process's (GDAL has one cache): users overlapping in threads (scenes tiled in
-parallel) share one cap, lifted when the last of them ends. A ``GDAL_CACHEMAX`` set in the
-environment or in an enclosing :class:`rasterio.Env` wins.
+GDAL has one cache per process: users overlapping in threads (scenes tiled in parallel) share
+it, capped at :data:`GDAL_CACHE_BYTES` per user at work (never above GDAL's own cap), and the
+last to end lifts the cap. A
+``GDAL_CACHEMAX`` set in the environment or in an enclosing :class:`rasterio.Env` wins.
 
 Example::
 
@@ -25,9 +26,9 @@ from contextlib import contextmanager
 
 import rasterio.env
 
-#: The cap in bytes. A strip needs only the current row of the scene's file tiles (~90 MB for
-#: four bands of 1024² JP2 tiles across 10 980 px), which this still holds, so no tile is
-#: decoded twice.
+#: The cap in bytes per scene at work. A strip needs only the current row of the scene's file
+#: tiles (~90 MB for four bands of 1024² JP2 tiles across 10 980 px), which this still holds,
+#: so no tile is decoded twice.
 GDAL_CACHE_BYTES = 256 * 2**20
 
 _lock = threading.Lock()
@@ -44,18 +45,28 @@ def _set_elsewhere() -> bool:
 
 @contextmanager
 def bounded_block_cache() -> Iterator[None]:
-    """Cap GDAL's block cache at :data:`GDAL_CACHE_BYTES` for the ``with`` block."""
+    """Cap GDAL's block cache at :data:`GDAL_CACHE_BYTES` per user for the ``with`` block."""
     global _users, _restore
     with _lock:
         _users += 1
         if _users == 1 and not _set_elsewhere():
             _restore = int(rasterio.env.get_gdal_config("GDAL_CACHEMAX"))
-            rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_BYTES)
+        _apply()
     try:
         yield
     finally:
         with _lock:
             _users -= 1
-            if _users == 0 and _restore is not None:
-                rasterio.env.set_gdal_config("GDAL_CACHEMAX", _restore)
-                _restore = None
+            _apply()
+
+
+def _apply() -> None:
+    """Set GDAL's cap for the users at work now, or give back the one from before (lock held)."""
+    global _restore
+    if _restore is None:
+        return
+    if _users:  # never above what GDAL would have used (5 % of a small machine's memory)
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", min(GDAL_CACHE_BYTES * _users, _restore))
+    else:
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", _restore)
+        _restore = None

@@ -5,14 +5,15 @@ import threading
 import rasterio
 from gdal_probe import cache_max
 
-from datasets.scenes import GDAL_CACHE_BYTES, bounded_block_cache
+from datasets.scenes import GDAL_CACHE_BYTES, block_cache, bounded_block_cache
 
 MIB = 2**20
 
 
-def test_overlapping_users_in_threads_share_one_cap_lifted_by_the_last(monkeypatch):
-    """Scenes tiled in parallel threads: the first to finish must not lift the cap from under
-    the other, and the last restores GDAL's cap from before."""
+def test_overlapping_users_in_threads_share_the_cache_and_the_last_lifts_the_cap(monkeypatch):
+    """Scenes tiled in parallel threads share GDAL's one cache, capped per scene at work; the
+    first to finish must not lift the cap from under the other, and the last restores GDAL's
+    cap from before."""
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     before = cache_max()
     assert before != GDAL_CACHE_BYTES
@@ -29,6 +30,7 @@ def test_overlapping_users_in_threads_share_one_cap_lifted_by_the_last(monkeypat
     def second() -> None:
         first_in.wait(timeout=30)
         with bounded_block_cache():
+            seen["both"] = cache_max()
             second_in.set()
             first_out.wait(timeout=30)
             seen["second, after the first ended"] = cache_max()
@@ -41,6 +43,7 @@ def test_overlapping_users_in_threads_share_one_cap_lifted_by_the_last(monkeypat
         thread.join(timeout=30)
     assert seen == {
         "first": GDAL_CACHE_BYTES,
+        "both": 2 * GDAL_CACHE_BYTES,
         "second, after the first ended": GDAL_CACHE_BYTES,
         "after both": before,
     }
@@ -59,3 +62,15 @@ def test_a_cap_the_user_set_wins(monkeypatch):
             assert cache_max() == 100 * MIB
         assert cache_max() == 100 * MIB
     assert cache_max() == before
+
+
+def test_the_cap_never_exceeds_gdals_own(monkeypatch):
+    """On a machine whose 5 % of memory is less than the per-scene cap, GDAL's stays."""
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = cache_max()
+    monkeypatch.setattr(block_cache, "GDAL_CACHE_BYTES", 2 * before)
+    with bounded_block_cache():
+        assert cache_max() == before
+    monkeypatch.setattr(block_cache, "GDAL_CACHE_BYTES", before // 2)
+    with bounded_block_cache():
+        assert cache_max() == before // 2
