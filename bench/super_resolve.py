@@ -23,7 +23,7 @@ Run::
 
 The buffers a scene needs follow its width, not its area (strips are as wide as the output),
 so a full-width scene a few strips high (``--rows``) measures them in a fraction of the whole
-scene's time; the whole scene's peak is higher (the heap grows with the rows written).
+scene's time; the whole scene adds at most GDAL's capped block cache and the final publish.
 """
 
 from __future__ import annotations

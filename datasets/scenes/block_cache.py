@@ -5,10 +5,11 @@ machine's memory (1.2 GB on 24 GB, 6.4 GB on 128 GB). A scene stays open for its
 strip by strip, so the cache would keep every decoded block of it and memory would grow with
 the scene's height. :func:`bounded_block_cache` caps it for the work in its ``with`` block.
 
-GDAL has one cache per process: users overlapping in threads (scenes tiled in parallel) share
-it, capped at :data:`GDAL_CACHE_BYTES` per user at work (never above GDAL's own cap), and the
-last to end lifts the cap. A
-``GDAL_CACHEMAX`` set in the environment or in an enclosing :class:`rasterio.Env` wins.
+GDAL has one cache per process: threads at work on scenes at once (scenes tiled in parallel)
+share it, capped at :data:`GDAL_CACHE_BYTES` per such thread (never above GDAL's own cap; uses
+nested in one thread, such as a COG conversion inside a super-resolution, count once), and the
+last to end lifts the cap. A ``GDAL_CACHEMAX`` set in the environment or in an enclosing
+:class:`rasterio.Env` wins.
 
 Example::
 
@@ -32,7 +33,7 @@ import rasterio.env
 GDAL_CACHE_BYTES = 256 * 2**20
 
 _lock = threading.Lock()
-_users = 0
+_depth: dict[int, int] = {}  # thread id → its nested uses, for the threads at work
 _restore: int | None = None  # GDAL's cap before the first user, while the cap is ours
 
 
@@ -45,28 +46,33 @@ def _set_elsewhere() -> bool:
 
 @contextmanager
 def bounded_block_cache() -> Iterator[None]:
-    """Cap GDAL's block cache at :data:`GDAL_CACHE_BYTES` per user for the ``with`` block."""
-    global _users, _restore
+    """Cap GDAL's block cache at :data:`GDAL_CACHE_BYTES` per thread at work for the block."""
+    global _restore
+    thread = threading.get_ident()
     with _lock:
-        _users += 1
-        if _users == 1 and not _set_elsewhere():
+        if not _depth and not _set_elsewhere():
             _restore = int(rasterio.env.get_gdal_config("GDAL_CACHEMAX"))
+        _depth[thread] = _depth.get(thread, 0) + 1
         _apply()
     try:
         yield
     finally:
         with _lock:
-            _users -= 1
+            _depth[thread] -= 1
+            if not _depth[thread]:
+                del _depth[thread]
             _apply()
 
 
 def _apply() -> None:
-    """Set GDAL's cap for the users at work now, or give back the one from before (lock held)."""
+    """Set GDAL's cap for the threads at work now, or give back the one from before (lock
+    held)."""
     global _restore
     if _restore is None:
         return
-    if _users:  # never above what GDAL would have used (5 % of a small machine's memory)
-        rasterio.env.set_gdal_config("GDAL_CACHEMAX", min(GDAL_CACHE_BYTES * _users, _restore))
+    if _depth:  # never above what GDAL would have used (5 % of a small machine's memory)
+        cap = min(GDAL_CACHE_BYTES * len(_depth), _restore)
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", cap)
     else:
         rasterio.env.set_gdal_config("GDAL_CACHEMAX", _restore)
         _restore = None

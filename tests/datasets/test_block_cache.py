@@ -49,6 +49,18 @@ def test_overlapping_users_in_threads_share_the_cache_and_the_last_lifts_the_cap
     }
 
 
+def test_uses_nested_in_one_thread_count_once(monkeypatch):
+    """A COG conversion inside a super-resolution is the same scene's work: one cap, and the
+    outer use keeps it when the inner one ends."""
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = cache_max()
+    with bounded_block_cache():
+        with bounded_block_cache():
+            assert cache_max() == GDAL_CACHE_BYTES
+        assert cache_max() == GDAL_CACHE_BYTES
+    assert cache_max() == before
+
+
 def test_a_cap_the_user_set_wins(monkeypatch):
     """``GDAL_CACHEMAX`` in the environment (GDAL read it when the process started) or in an
     enclosing ``rasterio.Env`` is the user's choice: left as it is."""
